@@ -1,0 +1,99 @@
+//! Settings every service reads from its environment, once, at start-up.
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+use anyhow::Context;
+
+/// Settings shared by all services. Each has an environment variable and a default.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// `HTTP_ADDR`: address the HTTP server binds to.
+    pub http_addr: SocketAddr,
+    /// `DATABASE_URL`: this service's own PostgreSQL database.
+    pub database_url: String,
+    /// `DB_POOL_MAX`: most connections the pool opens (sized to the cores, not to the clients).
+    pub db_pool_max: u32,
+    /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` for every connection.
+    pub db_statement_timeout: Duration,
+    /// `NATS_URL`: the NATS server.
+    pub nats_url: String,
+    /// `NATS_USER` and `NATS_PASSWORD`: this service's NATS credentials, if the server asks for them.
+    pub nats_credentials: Option<(String, String)>,
+    /// `NATS_REQUEST_TIMEOUT_MS`: how long the HTTP layer waits for a command's reply.
+    pub nats_request_timeout: Duration,
+    /// `HTTP_BODY_LIMIT_BYTES`: largest request body accepted (413 beyond it).
+    pub body_limit: usize,
+    /// `HTTP_BODY_TIMEOUT_MS`: time allowed to receive a whole request body (400 when a client stalls).
+    pub body_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long in-flight work may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
+}
+
+impl Common {
+    /// Reads the settings, using `default_port` and `default_database_url` when their variables are unset.
+    pub fn from_env(default_port: u16, default_database_url: &str) -> anyhow::Result<Self> {
+        let user = std::env::var("NATS_USER").ok().filter(|u| !u.is_empty());
+        let nats_credentials =
+            user.map(|u| (u, std::env::var("NATS_PASSWORD").unwrap_or_default()));
+        Ok(Self {
+            http_addr: var(
+                "HTTP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], default_port)),
+            )?,
+            database_url: var("DATABASE_URL", default_database_url.to_owned())?,
+            db_pool_max: var("DB_POOL_MAX", 8)?,
+            db_statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+            nats_url: var("NATS_URL", "nats://127.0.0.1:4222".to_owned())?,
+            nats_credentials,
+            nats_request_timeout: millis("NATS_REQUEST_TIMEOUT_MS", 5_000)?,
+            body_limit: var("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
+            body_timeout: millis("HTTP_BODY_TIMEOUT_MS", 500)?,
+            shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+        })
+    }
+}
+
+/// Reads `name` from the environment and parses it, or returns `default` when it is unset or empty.
+pub fn var<T>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    parse(name, std::env::var(name).ok().as_deref(), default)
+}
+
+fn parse<T>(name: &str, raw: Option<&str>, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match raw.map(str::trim) {
+        Some(value) if !value.is_empty() => value
+            .parse()
+            .with_context(|| format!("environment variable {name}={value:?} is not valid")),
+        _ => Ok(default),
+    }
+}
+
+/// Reads a duration given in milliseconds.
+pub fn millis(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+    var(name, default_ms).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_or_empty_variable_takes_the_default() {
+        assert_eq!(parse::<u32>("N", None, 7).unwrap(), 7);
+        assert_eq!(parse::<u32>("N", Some("  "), 7).unwrap(), 7);
+        assert_eq!(parse::<u32>("N", Some(" 12 "), 7).unwrap(), 12);
+    }
+
+    #[test]
+    fn a_malformed_variable_is_an_error_that_names_it() {
+        let error = parse::<u32>("DB_POOL_MAX", Some("many"), 7).unwrap_err();
+        assert!(error.to_string().contains("DB_POOL_MAX"), "{error}");
+    }
+}

@@ -1,0 +1,244 @@
+//! NATS plumbing: connecting, sending a typed command and waiting for its reply, and serving a
+//! services-API endpoint with a typed handler.
+
+use std::future::Future;
+
+use async_nats::{
+    Client, ConnectOptions,
+    client::RequestErrorKind,
+    service::{self, endpoint::Endpoint},
+};
+use futures::StreamExt;
+use serde::{Serialize, de::DeserializeOwned};
+use shared::error::{BAD_REQUEST, INTERNAL, UNAVAILABLE};
+
+use crate::config::Common;
+
+/// Connects to NATS as `name`. The connection retries in the background, forever: a service
+/// starts (and reports not ready) while NATS is down, and recovers when it returns.
+pub async fn connect(config: &Common, name: &str) -> anyhow::Result<Client> {
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .request_timeout(Some(config.nats_request_timeout));
+    if let Some((user, password)) = &config.nats_credentials {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    Ok(options.connect(&config.nats_url).await?)
+}
+
+/// Why a command sent over NATS got no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Nobody answered (no responders, timeout, disconnected) or the handler said its database
+    /// is down: the caller should answer 503.
+    #[error("no reply from {subject}: {reason}")]
+    Unavailable {
+        /// The subject of the command.
+        subject: String,
+        /// What happened, for logs.
+        reason: String,
+    },
+    /// The handler refused the request as malformed (a bug in the sender: the HTTP layer validates first).
+    #[error("{subject} refused the request: {reason}")]
+    Refused {
+        /// The subject of the command.
+        subject: String,
+        /// The handler's description.
+        reason: String,
+    },
+    /// The reply did not decode, or the handler failed internally.
+    #[error("{subject} failed: {reason}")]
+    Failed {
+        /// The subject of the command.
+        subject: String,
+        /// What happened, for logs.
+        reason: String,
+    },
+}
+
+/// Sends `payload` as JSON on `subject` and decodes the JSON reply.
+pub async fn request<Req, Rep>(
+    client: &Client,
+    subject: &str,
+    payload: &Req,
+) -> Result<Rep, RequestError>
+where
+    Req: Serialize,
+    Rep: DeserializeOwned,
+{
+    let failed = |reason: String| RequestError::Failed {
+        subject: subject.to_owned(),
+        reason,
+    };
+    let body = serde_json::to_vec(payload).map_err(|error| failed(error.to_string()))?;
+    let reply = client
+        .request(subject.to_owned(), body.into())
+        .await
+        .map_err(|error| match error.kind() {
+            RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
+                failed(error.to_string())
+            }
+            RequestErrorKind::NoResponders
+            | RequestErrorKind::TimedOut
+            | RequestErrorKind::Other => RequestError::Unavailable {
+                subject: subject.to_owned(),
+                reason: error.to_string(),
+            },
+        })?;
+    if let Some(headers) = &reply.headers
+        && let Some(code) = headers.get(service::NATS_SERVICE_ERROR_CODE)
+    {
+        let reason = headers
+            .get(service::NATS_SERVICE_ERROR)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let subject = subject.to_owned();
+        return Err(match code.as_str().parse::<usize>() {
+            Ok(BAD_REQUEST) => RequestError::Refused { subject, reason },
+            Ok(UNAVAILABLE) => RequestError::Unavailable { subject, reason },
+            _ => RequestError::Failed { subject, reason },
+        });
+    }
+    serde_json::from_slice(&reply.payload)
+        .map_err(|error| failed(format!("undecodable reply: {error}")))
+}
+
+/// A handler's refusal, sent back in the services API error headers.
+#[derive(Debug, Clone)]
+pub struct HandlerError {
+    /// One of `shared::error`'s codes.
+    pub code: usize,
+    /// Short description for the requester's logs.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// The request was malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            code: BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// A dependency of the handler is down.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
+    /// Anything else.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            code: INTERNAL,
+            message: message.into(),
+        }
+    }
+}
+
+/// Handles every request arriving on `endpoint` with `handler`, up to `concurrency` at a time,
+/// until the service is stopped. Returns once the last in-flight request has been answered.
+pub async fn serve<Req, Rep, F, Fut>(endpoint: Endpoint, concurrency: usize, handler: F)
+where
+    Req: DeserializeOwned,
+    Rep: Serialize,
+    F: Fn(Req) -> Fut,
+    Fut: Future<Output = Result<Rep, HandlerError>>,
+{
+    endpoint
+        .for_each_concurrent(concurrency, |request| {
+            let handler = &handler;
+            async move {
+                let outcome = match serde_json::from_slice::<Req>(&request.message.payload) {
+                    Ok(payload) => handler(payload).await,
+                    Err(error) => Err(HandlerError::bad_request(format!("undecodable payload: {error}"))),
+                };
+                let response = outcome
+                    .and_then(|reply| {
+                        serde_json::to_vec(&reply).map_err(|error| HandlerError::internal(error.to_string()))
+                    })
+                    .map(Into::into)
+                    .map_err(|error| {
+                        if error.code != BAD_REQUEST {
+                            tracing::warn!(subject = %request.message.subject, code = error.code, error = %error.message, "handler failed");
+                        }
+                        service::error::Error { code: error.code, status: error.message }
+                    });
+                if let Err(error) = request.respond(response).await {
+                    tracing::warn!(subject = %request.message.subject, %error, "could not send reply");
+                }
+            }
+        })
+        .await;
+}
+
+/// How many requests one endpoint handles at once; the rest wait in the subscription's buffer.
+/// The database pool, not this number, bounds the real parallelism.
+const ENDPOINT_CONCURRENCY: usize = 128;
+
+/// A service registered with the NATS services API and the tasks serving its endpoints.
+pub struct Handlers {
+    service: service::Service,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Handlers {
+    /// Registers the service `name` (visible to `nats micro ls`); its endpoints share the queue
+    /// group `name`, so each request is handled by exactly one replica.
+    pub async fn start(client: &Client, name: &str, description: &str) -> anyhow::Result<Self> {
+        use async_nats::service::ServiceExt;
+        let service = client
+            .service_builder()
+            .description(description)
+            .queue_group(name)
+            .start(name, env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(|error| anyhow::anyhow!("registering NATS service {name}: {error}"))?;
+        Ok(Self {
+            service,
+            tasks: tokio::task::JoinSet::new(),
+        })
+    }
+
+    /// Adds the endpoint `name` on `subject`, served by `handler` in a background task.
+    pub async fn add<Req, Rep, F, Fut>(
+        &mut self,
+        name: &str,
+        subject: &str,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Rep: Serialize + Send + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Rep, HandlerError>> + Send + 'static,
+    {
+        let endpoint = self
+            .service
+            .endpoint_builder()
+            .name(name)
+            .add(subject)
+            .await
+            .map_err(|error| anyhow::anyhow!("adding NATS endpoint {subject}: {error}"))?;
+        self.tasks
+            .spawn(serve(endpoint, ENDPOINT_CONCURRENCY, handler));
+        Ok(())
+    }
+
+    /// Unsubscribes every endpoint and waits, at most `patience`, for in-flight requests to be answered.
+    pub async fn stop(mut self, patience: std::time::Duration) {
+        if let Err(error) = self.service.stop().await {
+            tracing::warn!(%error, "stopping NATS service");
+        }
+        let drained = tokio::time::timeout(patience, async {
+            while self.tasks.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            tracing::warn!("NATS handlers still busy at shutdown deadline; abandoning them");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The product service: owns `product_db`, handles `product.cmd.*` and `product.query.get` on NATS, serves `/product`.
+
+mod config;
+mod db;
+mod error;
+mod http;
+mod nats;
+
+use kit::body::Limits;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::Error;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/product");
+
+/// What every handler, HTTP or NATS, works with.
+#[derive(Clone)]
+pub struct AppState {
+    /// Connections to `product_db`.
+    pub pool: PgPool,
+    /// The NATS connection commands are sent and served on.
+    pub nats: async_nats::Client,
+    /// Request body limits.
+    pub limits: Limits,
+}
+
+/// Runs the service on `listener` until `shutdown` is cancelled, then drains and exits.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let common = &config.common;
+    let pool = kit::db::connect(common, "product", &MIGRATOR).await?;
+    let nats = kit::nats::connect(common, "product").await?;
+    let state = AppState {
+        pool: pool.clone(),
+        nats: nats.clone(),
+        limits: Limits {
+            max_bytes: common.body_limit,
+            timeout: common.body_timeout,
+        },
+    };
+    let handlers = nats::start(state.clone()).await?;
+    tracing::info!(addr = %listener.local_addr()?, "product service ready");
+
+    kit::serve::http(
+        listener,
+        http::router(state),
+        shutdown,
+        common.shutdown_timeout,
+    )
+    .await?;
+    handlers.stop(common.shutdown_timeout).await;
+    if let Err(error) = nats.drain().await {
+        tracing::warn!(%error, "draining NATS");
+    }
+    pool.close().await;
+    tracing::info!("product service stopped");
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Message contracts between the services: the NATS subjects and the JSON payloads carried on them.
+//!
+//! This crate does no I/O. Every service serialises what it sends and deserialises what it
+//! receives with these types, so a change to a payload is a change here, seen by all sides.
+
+pub mod error;
+pub mod product;
+pub mod subject;
+pub mod user;

@@ -1,0 +1,20 @@
+//! Test support: throwaway PostgreSQL and nats-server processes, started by the tests themselves.
+//!
+//! Every server runs under a small shell guardian that stops it and deletes its files when the
+//! test process exits, however it exits, so a failed run leaves nothing behind.
+
+pub mod http;
+pub mod nats;
+pub mod postgres;
+mod process;
+
+pub use nats::NatsServer;
+pub use postgres::Postgres;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("no free port on 127.0.0.1")
+}
