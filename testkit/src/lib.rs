@@ -3,10 +3,12 @@
 //! Every server runs under a small shell guardian that stops it and deletes its files when the
 //! test process exits, however it exits, so a failed run leaves nothing behind.
 
+pub mod app;
 pub mod http;
 pub mod nats;
 pub mod postgres;
 mod process;
+pub mod stack;
 
 pub use nats::NatsServer;
 pub use postgres::Postgres;

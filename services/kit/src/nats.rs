@@ -182,6 +182,7 @@ const ENDPOINT_CONCURRENCY: usize = 128;
 
 /// A service registered with the NATS services API and the tasks serving its endpoints.
 pub struct Handlers {
+    client: Client,
     service: service::Service,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -199,6 +200,7 @@ impl Handlers {
             .await
             .map_err(|error| anyhow::anyhow!("registering NATS service {name}: {error}"))?;
         Ok(Self {
+            client: client.clone(),
             service,
             tasks: tokio::task::JoinSet::new(),
         })
@@ -229,7 +231,12 @@ impl Handlers {
         Ok(())
     }
 
-    /// Unsubscribes every endpoint and waits, at most `patience`, for in-flight requests to be answered.
+    /// Unsubscribes every endpoint, waits (at most `patience`) for in-flight requests to be
+    /// answered, then makes sure the server has processed the unsubscriptions, so that once this
+    /// returns no new request is routed to this process.
+    ///
+    /// Known limit: async-nats forgets a subscription as soon as it sends UNSUB, so a request
+    /// the server routed here during that round trip is dropped and its sender times out.
     pub async fn stop(mut self, patience: std::time::Duration) {
         if let Err(error) = self.service.stop().await {
             tracing::warn!(%error, "stopping NATS service");
@@ -240,5 +247,22 @@ impl Handlers {
         if drained.await.is_err() {
             tracing::warn!("NATS handlers still busy at shutdown deadline; abandoning them");
         }
+        if let Err(error) = round_trip(&self.client).await {
+            tracing::warn!(%error, "confirming the unsubscriptions with the NATS server");
+        }
     }
+}
+
+/// Returns once the server has processed everything this client sent before the call.
+///
+/// `Client::flush` only empties the socket buffer; this sends a message to a fresh inbox of our
+/// own and waits for it to come back, which the server does in order on this connection.
+pub async fn round_trip(client: &Client) -> anyhow::Result<()> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, bytes::Bytes::new()).await?;
+    tokio::time::timeout(std::time::Duration::from_secs(2), echo.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no echo from the NATS server within 2 s"))?;
+    Ok(())
 }

@@ -1,52 +1,14 @@
 //! Starting the user service in-process on a free port, against throwaway servers.
 
-use kit::config::Common;
 use serde_json::{Value, json};
-use testkit::{NatsServer, Postgres, http::Client};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use testkit::{NatsServer, Postgres, app::TestApp};
 
-/// One running replica of the service.
-pub struct TestApp {
-    pub http: Client,
-    pub addr: String,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl TestApp {
-    /// Starts a replica on `database_url` and `nats_url`, listening on a free port.
-    pub async fn spawn(database_url: &str, nats_url: &str) -> Self {
-        let mut common = Common::from_env(0, database_url).expect("config");
-        common.database_url = database_url.to_owned();
-        common.nats_url = nats_url.to_owned();
-        common.nats_credentials = None;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(user::run(
-            user::Config { common },
-            listener,
-            shutdown.clone(),
-        ));
-        Self {
-            http: Client::new(format!("http://{addr}")),
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    /// Stops the replica the way SIGTERM does and waits for it to exit cleanly.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task
-            .await
-            .expect("service task panicked")
-            .expect("service failed");
-    }
+/// Starts a replica of the user service on `database_url` and `nats_url`.
+pub async fn spawn(database_url: &str, nats_url: &str) -> TestApp {
+    TestApp::spawn(database_url, nats_url, |common, listener, shutdown| {
+        user::run(user::Config { common }, listener, shutdown)
+    })
+    .await
 }
 
 /// A fresh database and nats-server, and one replica on them.
@@ -60,7 +22,7 @@ impl World {
     pub async fn new() -> Self {
         let nats = NatsServer::start();
         let database_url = Postgres::shared().database();
-        let app = TestApp::spawn(&database_url, &nats.url()).await;
+        let app = spawn(&database_url, &nats.url()).await;
         Self {
             nats,
             database_url,

@@ -3,12 +3,12 @@
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{TestApp, World, create};
+use crate::helpers::{World, create, spawn};
 
 #[tokio::test]
 async fn a_write_sent_to_one_replica_is_visible_through_the_other() {
     let world = World::new().await;
-    let other = TestApp::spawn(&world.database_url, &world.nats.url()).await;
+    let other = spawn(&world.database_url, &world.nats.url()).await;
 
     assert_eq!(world.app.http.post("/user", &create(1)).await.status, 200);
     assert_eq!(other.http.get("/user/1").await.json["username"], "user1");
@@ -25,7 +25,7 @@ async fn a_write_sent_to_one_replica_is_visible_through_the_other() {
 #[tokio::test]
 async fn each_command_is_handled_exactly_once_with_two_replicas_running() {
     let world = World::new().await;
-    let other = TestApp::spawn(&world.database_url, &world.nats.url()).await;
+    let other = spawn(&world.database_url, &world.nats.url()).await;
     let commands = 100;
 
     let replies = join_all((0..commands).map(|id| {
@@ -55,7 +55,7 @@ async fn each_command_is_handled_exactly_once_with_two_replicas_running() {
 #[tokio::test]
 async fn a_replica_stops_cleanly_while_the_other_keeps_serving() {
     let world = World::new().await;
-    let other = TestApp::spawn(&world.database_url, &world.nats.url()).await;
+    let other = spawn(&world.database_url, &world.nats.url()).await;
     assert_eq!(other.http.post("/user", &create(1)).await.status, 200);
     other.stop().await;
     assert_eq!(world.app.http.post("/user", &create(2)).await.status, 200);

@@ -1,0 +1,6 @@
+//! The product service over real HTTP, against a real PostgreSQL and a real nats-server.
+
+mod bad_input;
+mod contract;
+mod helpers;
+mod replicas;

@@ -1,0 +1,54 @@
+//! One replica of a service running in-process on a free port, as the integration tests use it.
+
+use std::future::Future;
+
+use kit::config::Common;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::http::Client;
+
+/// A running replica: its address, a client for it, and the token that stops it.
+pub struct TestApp {
+    /// A JSON-checking HTTP client for the replica.
+    pub http: Client,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// Starts `run` (a service's `run`, given its common settings) on `database_url` and
+    /// `nats_url`, listening on a free port. Requests may be sent at once: the listener is bound.
+    pub async fn spawn<F, Fut>(database_url: &str, nats_url: &str, run: F) -> Self
+    where
+        F: FnOnce(Common, TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        kit::telemetry::init_for_tests();
+        let mut common = Common::from_env(0, database_url).expect("default configuration");
+        common.database_url = database_url.to_owned();
+        common.nats_url = nats_url.to_owned();
+        common.nats_credentials = None;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(common, listener, shutdown.clone()));
+        Self {
+            http: Client::new(format!("http://{addr}")),
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Stops the replica the way SIGTERM does and waits for it to exit cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("service task panicked")
+            .expect("service failed");
+    }
+}

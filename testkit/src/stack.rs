@@ -1,0 +1,167 @@
+//! The native stack, started by the very script users run (`./stack up`), on free ports and
+//! in a temporary directory, with the debug binaries the test run just built.
+
+use std::{
+    net::TcpListener,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use tempfile::TempDir;
+
+/// A running stack; dropping it runs `./stack down`.
+pub struct Stack {
+    dir: TempDir,
+    env: Vec<(String, String)>,
+    nginx_port: u16,
+    nats_port: u16,
+    service_ports: Vec<(String, u16)>,
+}
+
+impl Stack {
+    /// Runs `./stack up` and returns once every replica is ready.
+    pub fn up() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-stack-")
+            .tempdir()
+            .expect("temp dir");
+        // The PostgreSQL server runs as the `postgres` user, who must be able to enter it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let mut ports = Ports::default();
+        let nginx_port = ports.one();
+        let nats_port = ports.one();
+        let service_ports: Vec<(String, u16)> = ["user", "product"]
+            .iter()
+            .map(|s| (s.to_string(), ports.pair()))
+            .collect();
+        let mut env = vec![
+            ("STACK_DIR".to_owned(), dir.path().display().to_string()),
+            ("STACK_BIN_DIR".to_owned(), binaries().display().to_string()),
+            ("STACK_NGINX_PORT".to_owned(), nginx_port.to_string()),
+            ("STACK_NATS_PORT".to_owned(), nats_port.to_string()),
+            (
+                "STACK_NATS_MONITOR_PORT".to_owned(),
+                ports.one().to_string(),
+            ),
+            ("STACK_PG_PORT".to_owned(), ports.one().to_string()),
+            ("STACK_REPLICAS".to_owned(), "2".to_owned()),
+        ];
+        drop(ports);
+        for (service, port) in &service_ports {
+            env.push((
+                format!("STACK_{}_PORT", service.to_uppercase()),
+                port.to_string(),
+            ));
+        }
+        let stack = Self {
+            dir,
+            env,
+            nginx_port,
+            nats_port,
+            service_ports,
+        };
+        stack.run("up");
+        stack
+    }
+
+    /// Runs `./stack <command>` with this stack's environment, panicking if it fails.
+    pub fn run(&self, command: &str) -> String {
+        let output = Command::new(script())
+            .arg(command)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("running ./stack");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "./stack {command} failed:\n{text}");
+        text
+    }
+
+    /// The public URL (Nginx).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.nginx_port)
+    }
+
+    /// The NATS URL.
+    pub fn nats_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.nats_port)
+    }
+
+    /// The address of replica `replica` (1-based) of `service`.
+    pub fn replica(&self, service: &str, replica: u16) -> String {
+        let (_, base) = self
+            .service_ports
+            .iter()
+            .find(|(s, _)| s == service)
+            .expect("known service");
+        format!("127.0.0.1:{}", base + replica - 1)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("down")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output();
+    }
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack")
+}
+
+/// The directory of the binaries this test run built: the test executable lives in `<dir>/deps`.
+fn binaries() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    for service in ["user", "product"] {
+        assert!(
+            dir.join(service).is_file(),
+            "no {service} binary in {dir:?}: run `cargo test --workspace` (as ./stack test does), which builds it"
+        );
+    }
+    dir
+}
+
+/// Free ports, held open until every one is chosen so that no two choices collide.
+#[derive(Default)]
+struct Ports(Vec<TcpListener>);
+
+impl Ports {
+    fn one(&mut self) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("no free port");
+        let port = listener.local_addr().expect("local addr").port();
+        self.0.push(listener);
+        port
+    }
+
+    /// A port `p` with `p + 1` free too (a service's two replicas).
+    fn pair(&mut self) -> u16 {
+        loop {
+            let first = TcpListener::bind("127.0.0.1:0").expect("no free port");
+            let port = first.local_addr().expect("local addr").port();
+            if let Some(second) = port
+                .checked_add(1)
+                .and_then(|next| TcpListener::bind(("127.0.0.1", next)).ok())
+            {
+                self.0.extend([first, second]);
+                return port;
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `./stack up`, `down`, `status` and `up` again: data survives, and a rerun restarts only what died.
+
+use serde_json::json;
+use testkit::{http::Client, stack::Stack};
+
+#[tokio::test]
+async fn a_stopped_and_restarted_stack_still_has_its_data() {
+    let stack = Stack::up();
+    let http = Client::new(stack.url());
+    let user = json!({"command": "create", "id": 42, "username": "kept", "email": "k@x", "password": "pw"});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+
+    stack.run("down");
+    let status = stack.run("status");
+    assert!(
+        !status.contains("running") && !status.contains("ready"),
+        "{status}"
+    );
+
+    stack.run("up");
+    // A new client: the old one's pooled connections went with the old Nginx.
+    let read = Client::new(stack.url()).get("/user/42").await;
+    assert_eq!((read.status, &read.json["username"]), (200, &json!("kept")));
+}
+
+#[tokio::test]
+async fn running_up_again_restarts_only_the_replica_that_died() {
+    let stack = Stack::up();
+    let pid_file = stack.dir().join("run/user-2.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+
+    let output = stack.run("up");
+    assert!(output.contains("starting user replica 2"), "{output}");
+    for other in [
+        "user replica 1",
+        "product replica",
+        "nats-server",
+        "PostgreSQL on",
+        "nginx on",
+    ] {
+        assert!(
+            !output.contains(&format!("starting {other}")),
+            "restarted {other}:\n{output}"
+        );
+    }
+    let status = stack.run("status");
+    assert_eq!(status.matches(" ready ").count(), 4, "{status}");
+    let replica = Client::new(format!("http://{}", stack.replica("user", 2)));
+    assert_eq!(replica.get("/ready").await.status, 200);
+}

@@ -1,0 +1,5 @@
+//! End to end: the whole native stack, started by `./stack up`'s own code, driven through Nginx.
+
+mod lifecycle;
+mod nats_trail;
+mod through_nginx;

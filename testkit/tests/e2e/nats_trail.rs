@@ -1,0 +1,59 @@
+//! What `nats sub '>'` shows: every write travels as a command, followed by its reply.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use testkit::{http::Client, stack::Stack};
+
+#[tokio::test]
+async fn a_nats_subscriber_on_everything_sees_each_write_as_a_command_and_its_reply() {
+    let stack = Stack::up();
+    let nats = async_nats::connect(stack.nats_url())
+        .await
+        .expect("connect");
+    let mut everything = nats.subscribe(">").await.expect("subscribe");
+    nats.flush().await.expect("flush");
+    let http = Client::new(stack.url());
+
+    let user =
+        json!({"command": "create", "id": 5, "username": "u", "email": "e", "password": "p"});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+    let product = json!({"command": "update", "id": 77, "price": 1.5});
+    assert_eq!(http.post("/product", &product).await.status, 404);
+
+    let mut seen = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), everything.next()).await
+    {
+        let payload: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+        seen.push((
+            message.subject.to_string(),
+            message.reply.map(|r| r.to_string()),
+            payload,
+        ));
+    }
+    let reply_to = |subject: &str| -> (Value, Value) {
+        let (_, reply, command) = seen
+            .iter()
+            .find(|(s, _, _)| s == subject)
+            .unwrap_or_else(|| panic!("no {subject} in {seen:?}"));
+        let reply = reply.as_ref().expect("a command carries a reply subject");
+        let (_, _, answer) = seen
+            .iter()
+            .find(|(s, _, _)| s == reply)
+            .unwrap_or_else(|| panic!("no reply on {reply}"));
+        (command.clone(), answer.clone())
+    };
+
+    let (command, answer) = reply_to("user.cmd.create");
+    assert_eq!(command["username"], "u");
+    assert!(
+        command.get("password").is_none(),
+        "the clear password never travels: {command}"
+    );
+    assert_eq!(answer["outcome"], "ok");
+    let (command, answer) = reply_to("product.cmd.update");
+    assert_eq!(command, json!({"id": 77, "price": 1.5}));
+    assert_eq!(answer, json!({"outcome": "not_found"}));
+}
