@@ -35,11 +35,27 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr").to_string();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(common, listener, shutdown.clone()));
-        Self {
+        let app = Self {
             http: Client::new(format!("http://{addr}")),
             addr,
             shutdown,
             task,
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    /// Waits until `/ready` answers 200: the database is migrated, NATS is connected and the
+    /// service's subscriptions are registered, so a test may speak NATS to it directly.
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.http.get("/ready").await.status != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replica {} not ready after 30 s",
+                self.addr
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 

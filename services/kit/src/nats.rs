@@ -206,7 +206,9 @@ impl Handlers {
         })
     }
 
-    /// Adds the endpoint `name` on `subject`, served by `handler` in a background task.
+    /// Adds the endpoint `name` on `subject`, served by `handler` in a background task. When
+    /// connected, returns only once the server has registered the subscription, so a request
+    /// sent from anywhere after this returns finds it.
     pub async fn add<Req, Rep, F, Fut>(
         &mut self,
         name: &str,
@@ -228,6 +230,11 @@ impl Handlers {
             .map_err(|error| anyhow::anyhow!("adding NATS endpoint {subject}: {error}"))?;
         self.tasks
             .spawn(serve(endpoint, ENDPOINT_CONCURRENCY, handler));
+        if self.client.connection_state() == async_nats::connection::State::Connected
+            && let Err(error) = round_trip(&self.client).await
+        {
+            tracing::warn!(%error, subject, "could not confirm the subscription with the NATS server");
+        }
         Ok(())
     }
 

@@ -53,3 +53,28 @@ async fn running_up_again_restarts_only_the_replica_that_died() {
     let replica = Client::new(format!("http://{}", stack.replica("user", 2)));
     assert_eq!(replica.get("/ready").await.status, 200);
 }
+
+#[tokio::test]
+async fn with_every_replica_of_a_service_down_nginx_answers_502_in_json_until_up_restarts_them() {
+    let stack = Stack::up();
+    for replica in 1..=2 {
+        let pid = std::fs::read_to_string(stack.dir().join(format!("run/product-{replica}.pid")))
+            .expect("pid");
+        let killed = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+    }
+    let http = Client::new(stack.url());
+    let down = http.get("/product/1").await;
+    assert_eq!((down.status, down.json), (502, json!({})));
+    assert_eq!(
+        http.get("/user/1").await.status,
+        404,
+        "the other service is unaffected"
+    );
+
+    stack.run("up");
+    assert_eq!(Client::new(stack.url()).get("/product/1").await.status, 404);
+}

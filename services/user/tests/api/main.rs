@@ -3,4 +3,5 @@
 mod bad_input;
 mod contract;
 mod helpers;
+mod queries;
 mod replicas;

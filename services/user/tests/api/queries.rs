@@ -1,0 +1,62 @@
+//! `user.query.get` and malformed commands, spoken directly over NATS as another service would.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{SECRET_SHA256, World, create};
+
+async fn ask(world: &World, subject: &str, payload: &str) -> async_nats::Message {
+    let client = async_nats::connect(world.nats.url())
+        .await
+        .expect("connect");
+    client
+        .request(subject.to_owned(), payload.to_owned().into())
+        .await
+        .expect("a reply")
+}
+
+#[tokio::test]
+async fn the_get_query_answers_with_the_stored_user_or_not_found() {
+    let world = World::new().await;
+    assert_eq!(world.app.http.post("/user", &create(3)).await.status, 200);
+
+    let found = ask(&world, "user.query.get", r#"{"id":3}"#).await;
+    let body: Value = serde_json::from_slice(&found.payload).expect("json");
+    let user = json!({"id": 3, "username": "user3", "email": "u3@example.com", "password_sha256": SECRET_SHA256});
+    assert_eq!(body, json!({"outcome": "ok", "user": user}));
+
+    let missing = ask(&world, "user.query.get", r#"{"id":4}"#).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&missing.payload).expect("json"),
+        json!({"outcome": "not_found"})
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_command_is_refused_with_a_400_service_error_and_changes_nothing() {
+    let world = World::new().await;
+    let refused = [
+        ("user.cmd.create", "not json"),
+        ("user.cmd.create", r#"{"id":1,"username":"a"}"#),
+        (
+            "user.cmd.create",
+            r#"{"id":1,"username":"","email":"e","password_sha256":"x"}"#,
+        ),
+        ("user.cmd.update", r#"{"id":"one"}"#),
+        ("user.query.get", "[]"),
+    ];
+    for (subject, payload) in refused {
+        let reply = ask(&world, subject, payload).await;
+        let code = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+            .map(|v| v.to_string());
+        assert_eq!(code.as_deref(), Some("400"), "{subject} {payload}");
+    }
+    assert_eq!(world.app.http.get("/user/1").await.status, 404);
+    assert_eq!(
+        world.app.http.post("/user", &create(1)).await.status,
+        200,
+        "the service still works"
+    );
+}
