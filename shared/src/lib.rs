@@ -5,5 +5,7 @@
 
 pub mod error;
 pub mod product;
+pub mod saga;
+pub mod stream;
 pub mod subject;
 pub mod user;

@@ -19,3 +19,33 @@ pub const PRODUCT_UPDATE: &str = "product.cmd.update";
 pub const PRODUCT_DELETE: &str = "product.cmd.delete";
 /// Read one product; payload [`crate::product::GetProduct`].
 pub const PRODUCT_GET: &str = "product.query.get";
+
+/// Place an order (JetStream, stream `ORDER_SAGA`); payload [`crate::saga::PlaceOrder`].
+pub const ORDER_PLACE: &str = "order.cmd.place";
+/// Does the user exist (JetStream, `USER_SAGA`); payload [`crate::saga::ValidateUser`].
+pub const USER_VALIDATE: &str = "user.cmd.validate";
+/// The user exists; payload [`crate::saga::UserVerdict`].
+pub const USER_VALIDATED: &str = "user.evt.validated";
+/// The user does not exist; payload [`crate::saga::UserVerdict`].
+pub const USER_REJECTED: &str = "user.evt.rejected";
+/// Take stock for an order (JetStream, `PRODUCT_SAGA`); payload [`crate::saga::StockRequest`].
+pub const PRODUCT_RESERVE: &str = "product.cmd.reserve";
+/// Give back an order's stock; payload [`crate::saga::StockRequest`].
+pub const PRODUCT_RELEASE: &str = "product.cmd.release";
+
+/// The verdict subject for a stock outcome: `product.evt.reserved|rejected|released`.
+pub fn stock_verdict(outcome: crate::saga::StockOutcome) -> &'static str {
+    match outcome {
+        crate::saga::StockOutcome::Reserved => "product.evt.reserved",
+        crate::saga::StockOutcome::Rejected => "product.evt.rejected",
+        crate::saga::StockOutcome::Released => "product.evt.released",
+    }
+}
+
+/// The outcome subject of one order: `order.evt.<id>.confirmed|rejected`.
+pub fn order_outcome(order_id: uuid::Uuid, state: crate::saga::OrderState) -> String {
+    format!("order.evt.{order_id}.{}", state.as_str())
+}
+
+/// Every order outcome, for a subscriber that waits on many orders.
+pub const ORDER_OUTCOMES: &str = "order.evt.*.*";

@@ -18,6 +18,8 @@ pub struct Reply {
     pub text: String,
     /// The body parsed as JSON (`Value::Null` when it was not JSON, which the checks reject).
     pub json: Value,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
 }
 
 /// A client for one base URL (`http://127.0.0.1:port`).
@@ -55,6 +57,18 @@ impl Client {
         self.post_raw(path, body.to_string()).await
     }
 
+    /// `POST path` with `body` serialised as JSON and extra request headers.
+    pub async fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(body.to_string())).await
+    }
+
     /// `POST path` with `body` as given, labelled `application/json`.
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
         let request = self
@@ -78,6 +92,7 @@ impl Client {
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("request failed to complete");
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let content_type = response
             .headers()
             .get("content-type")
@@ -91,7 +106,12 @@ impl Client {
         );
         let json = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("status {status} body is not JSON: {text:?}"));
-        Reply { status, text, json }
+        Reply {
+            status,
+            text,
+            json,
+            headers,
+        }
     }
 }
 

@@ -99,6 +99,29 @@ impl Postgres {
         self.port
     }
 
+    /// Runs `sql` in the database at `url` (as that URL's user) and returns psql's unaligned,
+    /// tuples-only output: one line per row, columns separated by `|`.
+    pub fn query(&self, url: &str, sql: &str) -> String {
+        let psql = self.bin.join("psql").display().to_string();
+        let command = [
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ];
+        run(&std::iter::once(psql)
+            .chain(command.map(String::from))
+            .collect::<Vec<_>>())
+        .trim()
+        .to_owned()
+    }
+
     /// Runs `sql` as the superuser in database `database`.
     pub fn execute(&self, database: &str, sql: &str) -> String {
         run(&[

@@ -32,7 +32,7 @@ impl Stack {
         let mut ports = Ports::default();
         let nginx_port = ports.one();
         let nats_port = ports.one();
-        let service_ports: Vec<(String, u16)> = ["user", "product"]
+        let service_ports: Vec<(String, u16)> = ["user", "product", "order"]
             .iter()
             .map(|s| (s.to_string(), ports.pair()))
             .collect();
@@ -129,7 +129,7 @@ fn binaries() -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir")
         .to_path_buf();
-    for service in ["user", "product"] {
+    for service in ["user", "product", "order"] {
         assert!(
             dir.join(service).is_file(),
             "no {service} binary in {dir:?}: run `cargo test --workspace` (as ./stack test does), which builds it"

@@ -7,6 +7,7 @@ pub mod body;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod jetstream;
 pub mod nats;
 pub mod serve;
 pub mod telemetry;

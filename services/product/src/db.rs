@@ -1,7 +1,11 @@
 //! SQL on `product_db`. Each function is one statement; callers pass a pool or a transaction.
 
-use shared::product::{DeleteProduct, Product, UpdateProduct};
-use sqlx::PgExecutor;
+use shared::{
+    product::{DeleteProduct, Product, UpdateProduct},
+    saga::StockRequest,
+};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
 
 type Row = (i32, String, String, f64, i32);
 
@@ -80,4 +84,102 @@ pub async fn delete_matching(db: impl PgExecutor<'_>, old: &DeleteProduct) -> sq
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// A reservation's state, as the saga is told it.
+pub type Reservation = (String, Option<String>);
+
+/// Takes `request.quantity` units for the order in one statement: the conditional decrement and
+/// the reservation row commit together or not at all. `None` when stock or product is missing;
+/// a second attempt for the same order fails on the primary key and takes nothing.
+#[tracing::instrument(skip_all, fields(order_id = %request.order_id), err)]
+pub async fn reserve(
+    db: impl PgExecutor<'_>,
+    request: &StockRequest,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "with taken as (
+             update products set quantity = quantity - $3 where id = $2 and quantity >= $3 returning id
+         )
+         insert into reservations (order_id, product_id, quantity, state)
+         select $1, $2, $3, 'reserved' from taken
+         returning order_id",
+    )
+    .bind(request.order_id)
+    .bind(request.product_id)
+    .bind(request.quantity)
+    .fetch_optional(db)
+    .await
+}
+
+/// Records that the order was refused stock, with the reason; `None` if the order already has
+/// a row (a concurrent or earlier attempt), whose answer then stands.
+#[tracing::instrument(skip_all, fields(order_id = %request.order_id), err)]
+pub async fn record_rejection(
+    db: impl PgExecutor<'_>,
+    request: &StockRequest,
+) -> sqlx::Result<Option<Reservation>> {
+    sqlx::query_as(
+        "insert into reservations (order_id, product_id, quantity, state, reason)
+         select $1, $2, $3, 'rejected',
+                case when exists (select 1 from products where id = $2) then 'insufficient_stock'
+                     else 'product_not_found' end
+         on conflict (order_id) do nothing
+         returning state, reason",
+    )
+    .bind(request.order_id)
+    .bind(request.product_id)
+    .bind(request.quantity)
+    .fetch_optional(db)
+    .await
+}
+
+/// The recorded answer for an order, if any.
+#[tracing::instrument(skip_all, fields(%order_id), err)]
+pub async fn reservation(
+    db: impl PgExecutor<'_>,
+    order_id: Uuid,
+) -> sqlx::Result<Option<Reservation>> {
+    sqlx::query_as("select state, reason from reservations where order_id = $1")
+        .bind(order_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Leaves a `released` row for an order that has none, so that a reserve arriving after its
+/// release takes nothing. Waits for a concurrent reserve of the same order to commit first.
+#[tracing::instrument(skip_all, fields(order_id = %request.order_id), err)]
+pub async fn release_tombstone(db: &mut PgConnection, request: &StockRequest) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into reservations (order_id, product_id, quantity, state) values ($1, $2, $3, 'released')
+         on conflict (order_id) do nothing",
+    )
+    .bind(request.order_id)
+    .bind(request.product_id)
+    .bind(request.quantity)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks a held reservation released and returns its units to stock; false when nothing was held.
+#[tracing::instrument(skip_all, fields(%order_id), err)]
+pub async fn release(db: &mut PgConnection, order_id: Uuid) -> sqlx::Result<bool> {
+    let held: Option<(i32, i32)> = sqlx::query_as(
+        "update reservations set state = 'released', updated_at = now()
+         where order_id = $1 and state = 'reserved'
+         returning product_id, quantity",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *db)
+    .await?;
+    let Some((product_id, quantity)) = held else {
+        return Ok(false);
+    };
+    sqlx::query("update products set quantity = quantity + $2 where id = $1")
+        .bind(product_id)
+        .bind(quantity)
+        .execute(db)
+        .await?;
+    Ok(true)
 }

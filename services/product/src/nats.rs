@@ -1,9 +1,14 @@
-//! The product service's NATS endpoints: `product.cmd.create|update|delete` and `product.query.get`.
+//! The product service's NATS side: `product.cmd.create|update|delete`, `product.query.get`, and the
+//! saga worker that reserves and releases stock (`product.cmd.reserve|release` on JetStream).
 
-use kit::nats::{HandlerError, Handlers};
+use kit::{
+    jetstream::{Delivery, Worker},
+    nats::{HandlerError, Handlers},
+};
 use shared::{
     product::{DeleteProduct, GetProduct, Product, ProductReply, UpdateProduct},
-    subject,
+    saga::{RejectReason, StockOutcome, StockRequest, StockVerdict, message_id},
+    stream, subject,
 };
 
 use crate::{AppState, Error, db};
@@ -80,4 +85,84 @@ async fn get(state: AppState, query: GetProduct) -> Result<ProductReply, Handler
     Ok(found(
         db::find(&state.pool, query.id).await.map_err(Error::from)?,
     ))
+}
+
+/// Starts the `product-stock` saga worker: reserves and releases stock for orders.
+pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
+    kit::jetstream::ensure_stream(&state.js, &stream::PRODUCT_SAGA).await?;
+    let consumer = kit::jetstream::consumer(&state.js, &stream::PRODUCT_STOCK).await?;
+    Ok(Worker::spawn(consumer, move |delivery| {
+        stock(state.clone(), delivery)
+    }))
+}
+
+/// `product.cmd.reserve` or `product.cmd.release`: act, then publish the verdict. The reply is
+/// published after the transaction commits; a redelivery finds the recorded answer and repeats it.
+async fn stock(state: AppState, delivery: Delivery<StockRequest>) -> Result<(), HandlerError> {
+    let request = delivery.payload;
+    let (outcome, reason, kind) = match delivery.subject.as_str() {
+        subject::PRODUCT_RESERVE => {
+            let (outcome, reason) = reserve(&state, &request).await?;
+            (outcome, reason, "stock-verdict")
+        }
+        subject::PRODUCT_RELEASE => {
+            let mut tx = state.pool.begin().await.map_err(Error::from)?;
+            db::release_tombstone(&mut tx, &request)
+                .await
+                .map_err(Error::from)?;
+            let released = db::release(&mut tx, request.order_id)
+                .await
+                .map_err(Error::from)?;
+            tx.commit().await.map_err(Error::from)?;
+            tracing::debug!(order_id = %request.order_id, released, "release");
+            (StockOutcome::Released, None, "release-verdict")
+        }
+        other => {
+            return Err(HandlerError::bad_request(format!(
+                "unexpected subject {other}"
+            )));
+        }
+    };
+    let verdict = StockVerdict {
+        order_id: request.order_id,
+        product_id: request.product_id,
+        quantity: request.quantity,
+        outcome,
+        reason,
+    };
+    let id = message_id(kind, request.order_id);
+    kit::jetstream::publish(&state.js, subject::stock_verdict(outcome), &id, &verdict)
+        .await
+        .map_err(|error| HandlerError::unavailable(error.to_string()))
+}
+
+async fn reserve(
+    state: &AppState,
+    request: &StockRequest,
+) -> Result<(StockOutcome, Option<RejectReason>), Error> {
+    match db::reserve(&state.pool, request).await {
+        Ok(Some(_)) => return Ok((StockOutcome::Reserved, None)),
+        Ok(None) => {}
+        // An earlier attempt for this order already answered; its answer stands.
+        Err(error) if kit::db::violated_constraint(&error) == Some("reservations_pkey") => {}
+        Err(error) => return Err(error.into()),
+    }
+    let recorded = match db::record_rejection(&state.pool, request).await? {
+        Some(recorded) => recorded,
+        None => db::reservation(&state.pool, request.order_id)
+            .await?
+            .ok_or(Error::NotFound)?,
+    };
+    Ok(answer(recorded))
+}
+
+fn answer((state, reason): db::Reservation) -> (StockOutcome, Option<RejectReason>) {
+    match state.as_str() {
+        "reserved" => (StockOutcome::Reserved, None),
+        "released" => (StockOutcome::Released, None),
+        _ => (
+            StockOutcome::Rejected,
+            reason.as_deref().and_then(RejectReason::parse),
+        ),
+    }
 }

@@ -75,3 +75,12 @@ pub async fn delete_matching(db: impl PgExecutor<'_>, old: &DeleteUser) -> sqlx:
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Whether a user with `id` exists.
+#[tracing::instrument(skip_all, fields(id), err)]
+pub async fn exists(db: impl PgExecutor<'_>, id: i32) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from users where id = $1)")
+        .bind(id)
+        .fetch_one(db)
+        .await
+}

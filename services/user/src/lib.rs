@@ -1,4 +1,5 @@
-//! The user service: owns `user_db`, handles `user.cmd.*` and `user.query.get` on NATS, serves `/user`.
+//! The user service: owns `user_db`, handles `user.*` commands, queries and saga validation on NATS,
+//! serves `/user`.
 
 mod config;
 mod db;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// The NATS connection commands are sent and served on.
     pub nats: async_nats::Client,
+    /// JetStream on that connection, for the saga.
+    pub js: async_nats::jetstream::Context,
     /// Request body limits.
     pub limits: Limits,
 }
@@ -39,12 +42,14 @@ pub async fn run(
     let state = AppState {
         pool: pool.clone(),
         nats: nats.clone(),
+        js: async_nats::jetstream::new(nats.clone()),
         limits: Limits {
             max_bytes: common.body_limit,
             timeout: common.body_timeout,
         },
     };
     let handlers = nats::start(state.clone()).await?;
+    let saga = nats::start_saga(state.clone()).await?;
     tracing::info!(addr = %listener.local_addr()?, "user service ready");
 
     kit::serve::http(
@@ -55,6 +60,8 @@ pub async fn run(
     )
     .await?;
     handlers.stop(common.shutdown_timeout).await;
+    saga.stop(common.shutdown_timeout).await;
+
     if let Err(error) = nats.drain().await {
         tracing::warn!(%error, "draining NATS");
     }

@@ -1,8 +1,13 @@
-//! The user service's NATS endpoints: `user.cmd.create|update|delete` and `user.query.get`.
+//! The user service's NATS side: `user.cmd.create|update|delete`, `user.query.get`, and the saga
+//! worker that answers `user.cmd.validate` on JetStream.
 
-use kit::nats::{HandlerError, Handlers};
+use kit::{
+    jetstream::{Delivery, Worker},
+    nats::{HandlerError, Handlers},
+};
 use shared::{
-    subject,
+    saga::{UserVerdict, ValidateUser, message_id},
+    stream, subject,
     user::{DeleteUser, GetUser, UpdateUser, User, UserReply},
 };
 
@@ -74,4 +79,36 @@ async fn get(state: AppState, query: GetUser) -> Result<UserReply, HandlerError>
     Ok(found(
         db::find(&state.pool, query.id).await.map_err(Error::from)?,
     ))
+}
+
+/// Starts the `user-validate` saga worker: tells the order saga whether a buyer exists.
+pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
+    kit::jetstream::ensure_stream(&state.js, &stream::USER_SAGA).await?;
+    let consumer = kit::jetstream::consumer(&state.js, &stream::USER_VALIDATE).await?;
+    Ok(Worker::spawn(consumer, move |delivery| {
+        validate(state.clone(), delivery)
+    }))
+}
+
+/// `user.cmd.validate`: publishes `user.evt.validated` or `user.evt.rejected`. Reads only, so a
+/// redelivery is harmless; the saga keeps the first verdict it records.
+async fn validate(state: AppState, delivery: Delivery<ValidateUser>) -> Result<(), HandlerError> {
+    let request = delivery.payload;
+    let valid = db::exists(&state.pool, request.user_id)
+        .await
+        .map_err(Error::from)?;
+    let verdict = UserVerdict {
+        order_id: request.order_id,
+        user_id: request.user_id,
+        valid,
+    };
+    let subject = if valid {
+        subject::USER_VALIDATED
+    } else {
+        subject::USER_REJECTED
+    };
+    let id = message_id("user-verdict", request.order_id);
+    kit::jetstream::publish(&state.js, subject, &id, &verdict)
+        .await
+        .map_err(|error| HandlerError::unavailable(error.to_string()))
 }

@@ -49,7 +49,7 @@ async fn running_up_again_restarts_only_the_replica_that_died() {
         );
     }
     let status = stack.run("status");
-    assert_eq!(status.matches(" ready ").count(), 4, "{status}");
+    assert_eq!(status.matches(" ready ").count(), 6, "{status}");
     let replica = Client::new(format!("http://{}", stack.replica("user", 2)));
     assert_eq!(replica.get("/ready").await.status, 200);
 }

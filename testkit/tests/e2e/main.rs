@@ -2,4 +2,5 @@
 
 mod lifecycle;
 mod nats_trail;
+mod orders;
 mod through_nginx;

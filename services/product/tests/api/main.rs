@@ -5,3 +5,4 @@ mod contract;
 mod helpers;
 mod queries;
 mod replicas;
+mod stock;

@@ -1,0 +1,140 @@
+//! SQL on `order_db`. Each function is one statement; the saga's decisions happen inside the
+//! `UPDATE` that records a verdict, under the order's row lock.
+
+use shared::saga::PlaceOrder;
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An order as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: i32,
+    pub product_id: i32,
+    pub quantity: i32,
+    /// `pending`, `confirmed` or `rejected`.
+    pub state: String,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+
+    /// The stock verdict once known (`reserved`, a rejection reason), or `released` after compensation.
+    pub stock: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Stores a placed order as pending; a second delivery of the same order changes nothing.
+/// Returns the order as it now stands.
+#[tracing::instrument(skip_all, fields(order_id = %order.order_id), err)]
+pub async fn insert_pending(db: impl PgExecutor<'_>, order: &PlaceOrder) -> sqlx::Result<Order> {
+    sqlx::query_as(
+        "with inserted as (
+             insert into orders (id, user_id, product_id, quantity) values ($1, $2, $3, $4)
+             on conflict (id) do nothing
+             returning id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at
+         )
+         select * from inserted
+         union all
+         select id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at
+         from orders where id = $1
+         limit 1",
+    )
+    .bind(order.order_id)
+    .bind(order.user_id)
+    .bind(order.product_id)
+    .bind(order.quantity)
+    .fetch_one(db)
+    .await
+}
+
+/// Records the user verdict of a pending order that has none yet, deciding the order if the
+/// stock verdict is already in. `None` when there was nothing to record (a repeat, or decided).
+#[tracing::instrument(skip_all, fields(%order_id, valid), err)]
+pub async fn record_user_verdict(
+    db: impl PgExecutor<'_>,
+    order_id: Uuid,
+    valid: bool,
+) -> sqlx::Result<Option<Order>> {
+    sqlx::query_as(
+        "update orders set
+             user_valid = $2,
+             state = case when stock is null then 'pending'
+                          when $2 and stock = 'reserved' then 'confirmed'
+                          else 'rejected' end,
+             reason = case when stock is null then null
+                           when not $2 then 'user_not_found'
+                           when stock = 'reserved' then null
+                           else stock end,
+             updated_at = now()
+         where id = $1 and state = 'pending' and user_valid is null
+         returning id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at",
+    )
+    .bind(order_id)
+    .bind(valid)
+    .fetch_optional(db)
+    .await
+}
+
+/// Records the stock verdict (`reserved`, `product_not_found` or `insufficient_stock`) of a
+/// pending order that has none yet, deciding it if the user verdict is already in.
+#[tracing::instrument(skip_all, fields(%order_id, stock), err)]
+pub async fn record_stock_verdict(
+    db: impl PgExecutor<'_>,
+    order_id: Uuid,
+    stock: &str,
+) -> sqlx::Result<Option<Order>> {
+    sqlx::query_as(
+        "update orders set
+             stock = $2,
+             state = case when user_valid is null then 'pending'
+                          when user_valid and $2 = 'reserved' then 'confirmed'
+                          else 'rejected' end,
+             reason = case when user_valid is null then null
+                           when not user_valid then 'user_not_found'
+                           when $2 = 'reserved' then null
+                           else $2 end,
+             updated_at = now()
+         where id = $1 and state = 'pending' and stock is null
+         returning id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at",
+    )
+    .bind(order_id)
+    .bind(stock)
+    .fetch_optional(db)
+    .await
+}
+
+/// Notes that a rejected order's reservation was given back.
+#[tracing::instrument(skip_all, fields(%order_id), err)]
+pub async fn mark_released(db: impl PgExecutor<'_>, order_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update orders set stock = 'released', updated_at = now() where id = $1 and state = 'rejected' and stock = 'reserved'")
+        .bind(order_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The order with `id`, if any.
+#[tracing::instrument(skip_all, fields(%id), err)]
+pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Order>> {
+    sqlx::query_as(
+        "select id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at
+         from orders where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Units bought per product over the user's confirmed orders.
+#[tracing::instrument(skip_all, fields(user_id), err)]
+pub async fn purchased(db: impl PgExecutor<'_>, user_id: i32) -> sqlx::Result<Vec<(i32, i64)>> {
+    sqlx::query_as(
+        "select product_id, sum(quantity)::bigint from orders
+         where user_id = $1 and state = 'confirmed'
+         group by product_id order by product_id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}

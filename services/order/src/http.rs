@@ -1,0 +1,213 @@
+//! The order routes: `POST /order` (places an order through the saga and waits for its
+//! outcome), `GET /order/{id}`, and `GET /user/purchased/{user_id}`.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Path, State, rejection::PathRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use kit::{body::Rejection, health::Dependencies};
+use serde_json::{Map, Value, json};
+use shared::{
+    saga::{OrderOutcome, OrderState, PlaceOrder, RejectReason, message_id},
+    subject,
+    user::{GetUser, UserReply},
+};
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::oneshot;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::{AppState, Error, db, nats::Waiters};
+
+/// The service's whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let dependencies = Dependencies {
+        pool: state.pool.clone(),
+        nats: state.nats.clone(),
+    };
+    Router::new()
+        .route(
+            "/order",
+            post(place).fallback(|| async { Error::OrderMethodNotAllowed }),
+        )
+        .route("/order/{id}", get(status))
+        .route("/user/purchased/{user_id}", get(purchased))
+        .merge(kit::health::routes(dependencies))
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .fallback(|| async { Error::NotFound })
+        .layer(TraceLayer::new_for_http().make_span_with(kit::serve::request_span))
+        .with_state(state)
+}
+
+/// `POST /order`: validate (400 first), hand the order to the saga, and wait a bounded time
+/// for its outcome; past the bound, or with `Prefer: respond-async`, answer 202 at once.
+async fn place(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    let order = parse_order(body, &state)
+        .await
+        .map_err(Error::InvalidOrder)?;
+    let respond_async = prefers_async(&headers);
+    let waiter = (!respond_async).then(|| Waiter::new(&state.waiters, order.order_id));
+    let id = message_id("place", order.order_id);
+    kit::jetstream::publish(&state.js, subject::ORDER_PLACE, &id, &order).await?;
+    let Some(waiter) = waiter else {
+        return Ok(accepted(order.order_id));
+    };
+    match waiter.outcome(state.order_wait).await {
+        Some(outcome) => answer(&outcome),
+        None => Ok(accepted(order.order_id)),
+    }
+}
+
+async fn parse_order(body: Body, state: &AppState) -> Result<PlaceOrder, Rejection> {
+    let fields = kit::body::read_object(body, state.limits).await?;
+    if fields.command()? != "place order" {
+        return Err(Rejection::Invalid("command is not \"place order\"".into()));
+    }
+    Ok(PlaceOrder {
+        order_id: Uuid::now_v7(),
+        user_id: fields.id("user_id")?,
+        product_id: fields.id("product_id")?,
+        quantity: fields.int("quantity", 1)?,
+    })
+}
+
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| preference.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+fn answer(outcome: &OrderOutcome) -> Result<Response, Error> {
+    match (outcome.state, outcome.reason) {
+        (OrderState::Confirmed, _) => Ok(Json(json!({
+            "id": outcome.order_id,
+            "product_id": outcome.product_id,
+            "user_id": outcome.user_id,
+            "quantity": outcome.quantity,
+            "status": "Success",
+        }))
+        .into_response()),
+        (_, Some(RejectReason::InsufficientStock)) => Err(Error::OutOfStock),
+        _ => Err(Error::UnknownParty),
+    }
+}
+
+fn accepted(order_id: Uuid) -> Response {
+    let location = HeaderValue::from_str(&format!("/order/{order_id}")).ok();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": order_id, "state": "pending"})),
+    )
+        .into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// A registered wait for one order's outcome; dropping it (the client went away, the wait
+/// timed out) unregisters it.
+struct Waiter {
+    waiters: Arc<Waiters>,
+    order_id: Uuid,
+    receiver: Option<oneshot::Receiver<OrderOutcome>>,
+}
+
+impl Waiter {
+    fn new(waiters: &Arc<Waiters>, order_id: Uuid) -> Self {
+        let receiver = Some(waiters.register(order_id));
+        Self {
+            waiters: waiters.clone(),
+            order_id,
+            receiver,
+        }
+    }
+
+    async fn outcome(mut self, bound: Duration) -> Option<OrderOutcome> {
+        let receiver = self.receiver.take()?;
+        tokio::time::timeout(bound, receiver).await.ok()?.ok()
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.waiters.forget(self.order_id);
+    }
+}
+
+/// `GET /order/{id}`: the order as stored, in any state.
+async fn status(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
+    let Ok(Path(raw)) = id else {
+        return Err(Error::NotFound);
+    };
+    let id = Uuid::parse_str(&raw).map_err(|_| Error::NotFound)?;
+    let order = db::find(&state.pool, id).await?.ok_or(Error::NotFound)?;
+    let timestamp = |at: time::OffsetDateTime| at.format(&Rfc3339).unwrap_or_default();
+    Ok(Json(json!({
+        "id": order.id,
+        "user_id": order.user_id,
+        "product_id": order.product_id,
+        "quantity": order.quantity,
+        "state": order.state,
+        "reason": order.reason,
+        "created_at": timestamp(order.created_at),
+        "updated_at": timestamp(order.updated_at),
+    }))
+    .into_response())
+}
+
+/// `GET /user/purchased/{user_id}`: the user must exist (asked over NATS, the user service owns
+/// users); then the units of each product over the user's confirmed orders.
+async fn purchased(
+    State(state): State<AppState>,
+    user_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
+    let Path(raw) = user_id.map_err(|error| Rejection::Invalid(error.to_string()))?;
+    let user_id = kit::body::path_id(&raw)?;
+    let reply: UserReply =
+        kit::nats::request(&state.nats, subject::USER_GET, &GetUser { id: user_id }).await?;
+    if !matches!(reply, UserReply::Ok { .. }) {
+        return Err(Error::NotFound);
+    }
+    let totals: Map<String, Value> = db::purchased(&state.pool, user_id)
+        .await?
+        .into_iter()
+        .map(|(product_id, units)| (product_id.to_string(), Value::from(units)))
+        .collect();
+    Ok(Json(totals).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn respond_async_is_found_among_other_preferences_in_any_case() {
+        let mut headers = HeaderMap::new();
+        assert!(!prefers_async(&headers));
+        headers.append(
+            "prefer",
+            HeaderValue::from_static("return=minimal, Respond-Async"),
+        );
+        assert!(prefers_async(&headers));
+        let mut wait = HeaderMap::new();
+        wait.append("prefer", HeaderValue::from_static("wait=5"));
+        assert!(!prefers_async(&wait));
+    }
+}

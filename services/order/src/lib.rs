@@ -1,0 +1,80 @@
+//! The order service: owns `order_db`, runs the order saga on JetStream, serves `/order` and
+//! `/user/purchased`.
+
+mod config;
+mod db;
+mod error;
+mod http;
+mod nats;
+
+use std::{sync::Arc, time::Duration};
+
+use kit::body::Limits;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::Error;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
+
+/// What every handler, HTTP or NATS, works with.
+#[derive(Clone)]
+pub struct AppState {
+    /// Connections to `order_db`.
+    pub pool: PgPool,
+    /// The NATS connection.
+    pub nats: async_nats::Client,
+    /// JetStream on that connection, for the saga.
+    pub js: async_nats::jetstream::Context,
+    /// Request body limits.
+    pub limits: Limits,
+    /// Requests waiting for their order's outcome.
+    pub waiters: Arc<nats::Waiters>,
+    /// How long `POST /order` waits before answering 202.
+    pub order_wait: Duration,
+}
+
+/// Runs the service on `listener` until `shutdown` is cancelled, then drains and exits.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let common = &config.common;
+    let pool = kit::db::connect(common, "order", &MIGRATOR).await?;
+    let nats = kit::nats::connect(common, "order").await?;
+    let state = AppState {
+        pool: pool.clone(),
+        nats: nats.clone(),
+        js: async_nats::jetstream::new(nats.clone()),
+        limits: Limits {
+            max_bytes: common.body_limit,
+            timeout: common.body_timeout,
+        },
+        waiters: Arc::default(),
+        order_wait: config.order_wait,
+    };
+    let listener_task = nats::listen_outcomes(&state).await?;
+    let workers = nats::start_saga(state.clone()).await?;
+    tracing::info!(addr = %listener.local_addr()?, "order service ready");
+
+    kit::serve::http(
+        listener,
+        http::router(state),
+        shutdown,
+        common.shutdown_timeout,
+    )
+    .await?;
+    for worker in workers {
+        worker.stop(common.shutdown_timeout).await;
+    }
+    if let Err(error) = nats.drain().await {
+        tracing::warn!(%error, "draining NATS");
+    }
+    listener_task.abort();
+    pool.close().await;
+    tracing::info!("order service stopped");
+    Ok(())
+}

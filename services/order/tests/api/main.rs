@@ -1,0 +1,6 @@
+//! The order service over real HTTP and JetStream, with the user and product services, against
+//! a real PostgreSQL and a real nats-server.
+
+mod contract;
+mod helpers;
+mod saga;

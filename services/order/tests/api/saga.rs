@@ -1,0 +1,392 @@
+//! The order saga. With the whole system: each way an order ends. With the order service
+//! alone, the test playing the user and product services on JetStream: verdicts in either
+//! order, and redeliveries.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, Context, message::PublishMessage};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use shared::{
+    saga::{
+        OrderOutcome, OrderState, PlaceOrder, RejectReason, StockOutcome, StockVerdict, UserVerdict,
+    },
+    stream,
+};
+use testkit::{NatsServer, Postgres, app::TestApp};
+use uuid::Uuid;
+
+use crate::helpers::{World, place, spawn_order};
+
+/// Polls `check` every 10 ms until it returns `Some`, for at most 10 s.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_order_for_an_existing_user_and_enough_stock_is_confirmed_and_takes_the_stock() {
+    let world = World::new().await;
+    world.user(1).await;
+    world.product(2, 10).await;
+
+    let placed = world.place(1, 2, 3).await;
+    assert_eq!(placed.status, 200, "{}", placed.text);
+    assert_eq!(world.stock(2).await, 7);
+    let id = placed.json["id"].as_str().expect("id").to_owned();
+    let order = world.order.http.get(&format!("/order/{id}")).await;
+    assert_eq!(
+        (&order.json["state"], &order.json["reason"]),
+        (&json!("confirmed"), &Value::Null)
+    );
+    let held = world.product_sql(&format!(
+        "select state from reservations where order_id = '{id}'"
+    ));
+    assert_eq!(held, "reserved");
+}
+
+#[tokio::test]
+async fn an_order_for_an_unknown_user_is_rejected_and_its_reservation_released() {
+    let world = World::new().await;
+    world.product(2, 10).await;
+
+    let placed = world.place(99, 2, 4).await;
+    assert_eq!(
+        (placed.status, &placed.json),
+        (404, &json!({"status": "Invalid Request"}))
+    );
+    let (id, reason): (String, String) = {
+        let row = Postgres::shared().query(&world.order_db, "select id, reason from orders");
+        let (id, reason) = row.split_once('|').expect("one order");
+        (id.to_owned(), reason.to_owned())
+    };
+    assert_eq!(reason, "user_not_found");
+    // The stock had been reserved in parallel with the user check; the saga gives it back.
+    let sql = format!("select state from reservations where order_id = '{id}'");
+    eventually("the release", || async {
+        (world.product_sql(&sql) == "released").then_some(())
+    })
+    .await;
+    assert_eq!(world.stock(2).await, 10);
+    let order = world.order.http.get(&format!("/order/{id}")).await;
+    assert_eq!(
+        (&order.json["state"], &order.json["reason"]),
+        (&json!("rejected"), &json!("user_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn an_order_for_an_unknown_product_or_beyond_the_stock_is_rejected_and_takes_nothing() {
+    let world = World::new().await;
+    world.user(1).await;
+    world.product(2, 5).await;
+
+    let unknown = world.place(1, 77, 1).await;
+    assert_eq!(
+        (unknown.status, &unknown.json),
+        (404, &json!({"status": "Invalid Request"}))
+    );
+    let beyond = world.place(1, 2, 6).await;
+    assert_eq!(
+        (beyond.status, &beyond.json),
+        (409, &json!({"status": "Exceeded quantity limit"}))
+    );
+    assert_eq!(world.stock(2).await, 5);
+    let reasons =
+        Postgres::shared().query(&world.order_db, "select reason from orders order by reason");
+    assert_eq!(reasons, "insufficient_stock\nproduct_not_found");
+    let held = world.product_sql("select count(*) from reservations where state = 'reserved'");
+    assert_eq!(held, "0");
+}
+
+/// The order service alone, with the streams of the services it talks to, which the test plays.
+struct Lone {
+    _nats: NatsServer,
+    order: TestApp,
+    js: Context,
+    client: async_nats::Client,
+}
+
+impl Lone {
+    async fn new() -> Self {
+        let nats = NatsServer::start();
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let js = jetstream::new(client.clone());
+        kit::jetstream::ensure_stream(&js, &stream::USER_SAGA)
+            .await
+            .expect("USER_SAGA");
+        kit::jetstream::ensure_stream(&js, &stream::PRODUCT_SAGA)
+            .await
+            .expect("PRODUCT_SAGA");
+        let order = spawn_order(&Postgres::shared().database(), &nats.url()).await;
+        Self {
+            _nats: nats,
+            order,
+            js,
+            client,
+        }
+    }
+
+    /// Places an order with `Prefer: respond-async` and waits until the saga has stored it.
+    async fn place_pending(&self, user_id: i32, product_id: i32, quantity: i32) -> Uuid {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/order", self.order.addr))
+            .header("prefer", "respond-async")
+            .json(&place(user_id, product_id, quantity))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.expect("json");
+        let id: Uuid = body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("uuid");
+        eventually("the pending order", || async {
+            (self.state(id).await == "pending").then_some(())
+        })
+        .await;
+        id
+    }
+
+    async fn state(&self, id: Uuid) -> String {
+        let reply = self.order.http.get(&format!("/order/{id}")).await;
+        reply.json["state"].as_str().unwrap_or("absent").to_owned()
+    }
+
+    /// Publishes a verdict (with a fresh message id, as a redelivery would have) and waits until
+    /// the order saga has acknowledged it.
+    async fn deliver(&self, subject: &str, payload: Value, consumer: &str, stream: &str) {
+        let message = PublishMessage::build()
+            .payload(payload.to_string().into())
+            .message_id(Uuid::new_v4().to_string());
+        let ack = self
+            .js
+            .send_publish(subject.to_owned(), message)
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        let stream = self.js.get_stream(stream).await.expect("stream");
+        eventually("the acknowledgement", || async {
+            let info = stream.clone().consumer_info(consumer).await.ok()?;
+            (info.ack_floor.stream_sequence >= ack.sequence).then_some(())
+        })
+        .await;
+    }
+
+    async fn user_verdict(&self, order_id: Uuid, valid: bool) {
+        let subject = if valid {
+            "user.evt.validated"
+        } else {
+            "user.evt.rejected"
+        };
+        let verdict = UserVerdict {
+            order_id,
+            user_id: 1,
+            valid,
+        };
+        self.deliver(subject, json!(verdict), "order-user-verdicts", "USER_SAGA")
+            .await;
+    }
+
+    async fn stock_verdict(
+        &self,
+        order_id: Uuid,
+        outcome: StockOutcome,
+        reason: Option<RejectReason>,
+    ) {
+        let verdict = StockVerdict {
+            order_id,
+            product_id: 2,
+            quantity: 1,
+            outcome,
+            reason,
+        };
+        let subject = shared::subject::stock_verdict(outcome);
+        self.deliver(
+            subject,
+            json!(verdict),
+            "order-stock-verdicts",
+            "PRODUCT_SAGA",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_user_verdict_may_arrive_before_or_after_the_stock_verdict() {
+    let lone = Lone::new().await;
+    let mut outcomes = lone
+        .client
+        .subscribe("order.evt.>")
+        .await
+        .expect("subscribe");
+
+    let user_first = lone.place_pending(1, 2, 1).await;
+    lone.user_verdict(user_first, true).await;
+    assert_eq!(
+        lone.state(user_first).await,
+        "pending",
+        "one verdict decides nothing"
+    );
+    lone.stock_verdict(user_first, StockOutcome::Reserved, None)
+        .await;
+    assert_eq!(lone.state(user_first).await, "confirmed");
+
+    let stock_first = lone.place_pending(1, 2, 1).await;
+    lone.stock_verdict(stock_first, StockOutcome::Reserved, None)
+        .await;
+    assert_eq!(lone.state(stock_first).await, "pending");
+    lone.user_verdict(stock_first, true).await;
+    assert_eq!(lone.state(stock_first).await, "confirmed");
+
+    for expected in [user_first, stock_first] {
+        let message = tokio::time::timeout(Duration::from_secs(5), outcomes.next())
+            .await
+            .expect("outcome")
+            .expect("sub");
+        let outcome: OrderOutcome = serde_json::from_slice(&message.payload).expect("outcome json");
+        assert_eq!(
+            (outcome.order_id, outcome.state),
+            (expected, OrderState::Confirmed)
+        );
+        assert_eq!(
+            message.subject.as_str(),
+            format!("order.evt.{expected}.confirmed")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rejection_after_stock_was_reserved_sends_one_release_whichever_verdict_came_first() {
+    let lone = Lone::new().await;
+    let mut releases = lone
+        .client
+        .subscribe("product.cmd.release")
+        .await
+        .expect("subscribe");
+
+    let stock_first = lone.place_pending(1, 2, 1).await;
+    lone.stock_verdict(stock_first, StockOutcome::Reserved, None)
+        .await;
+    lone.user_verdict(stock_first, false).await;
+    let user_first = lone.place_pending(1, 2, 1).await;
+    lone.user_verdict(user_first, false).await;
+    lone.stock_verdict(user_first, StockOutcome::Reserved, None)
+        .await;
+
+    for order_id in [stock_first, user_first] {
+        assert_eq!(lone.state(order_id).await, "rejected");
+        let message = tokio::time::timeout(Duration::from_secs(5), releases.next())
+            .await
+            .expect("release")
+            .expect("sub");
+        let release: Value = serde_json::from_slice(&message.payload).expect("json");
+        assert_eq!(
+            release,
+            json!({"order_id": order_id, "product_id": 2, "quantity": 1})
+        );
+    }
+    let reason = lone
+        .order
+        .http
+        .get(&format!("/order/{user_first}"))
+        .await
+        .json["reason"]
+        .clone();
+    assert_eq!(reason, "user_not_found");
+}
+
+#[tokio::test]
+async fn a_redelivered_verdict_changes_nothing_already_decided() {
+    let lone = Lone::new().await;
+    let id = lone.place_pending(1, 2, 1).await;
+    lone.stock_verdict(
+        id,
+        StockOutcome::Rejected,
+        Some(RejectReason::InsufficientStock),
+    )
+    .await;
+    lone.user_verdict(id, true).await;
+    let decided = lone.order.http.get(&format!("/order/{id}")).await.json;
+    assert_eq!(
+        (&decided["state"], &decided["reason"]),
+        (&json!("rejected"), &json!("insufficient_stock"))
+    );
+
+    // The same verdicts again, and contradicting ones: the first recorded answer stands.
+    lone.stock_verdict(
+        id,
+        StockOutcome::Rejected,
+        Some(RejectReason::InsufficientStock),
+    )
+    .await;
+    lone.user_verdict(id, false).await;
+    lone.user_verdict(id, true).await;
+    assert_eq!(
+        lone.order.http.get(&format!("/order/{id}")).await.json,
+        decided
+    );
+}
+
+#[tokio::test]
+async fn stock_reserved_late_for_an_order_already_rejected_is_released() {
+    let lone = Lone::new().await;
+    let mut releases = lone
+        .client
+        .subscribe("product.cmd.release")
+        .await
+        .expect("subscribe");
+    let id = lone.place_pending(1, 2, 1).await;
+    lone.stock_verdict(
+        id,
+        StockOutcome::Rejected,
+        Some(RejectReason::InsufficientStock),
+    )
+    .await;
+    lone.user_verdict(id, true).await;
+
+    // A reservation the order never asked to keep (say, a redelivered reserve that found stock).
+    lone.stock_verdict(id, StockOutcome::Reserved, None).await;
+    let message = tokio::time::timeout(Duration::from_secs(5), releases.next())
+        .await
+        .expect("release")
+        .expect("sub");
+    let release: Value = serde_json::from_slice(&message.payload).expect("json");
+    assert_eq!(release["order_id"], json!(id));
+    assert_eq!(lone.state(id).await, "rejected");
+}
+
+#[tokio::test]
+async fn a_redelivered_place_command_stores_the_order_once_and_asks_once() {
+    let lone = Lone::new().await;
+    let order = PlaceOrder {
+        order_id: Uuid::now_v7(),
+        user_id: 1,
+        product_id: 2,
+        quantity: 1,
+    };
+    for _ in 0..3 {
+        lone.deliver("order.cmd.place", json!(order), "order-place", "ORDER_SAGA")
+            .await;
+    }
+    assert_eq!(lone.state(order.order_id).await, "pending");
+    // The validate and reserve commands carry the order id as message id: stored once each.
+    let mut users = lone.js.get_stream("USER_SAGA").await.expect("stream");
+    assert_eq!(users.info().await.expect("info").state.messages, 1);
+    let mut products = lone.js.get_stream("PRODUCT_SAGA").await.expect("stream");
+    assert_eq!(products.info().await.expect("info").state.messages, 1);
+}
