@@ -57,3 +57,45 @@ async fn a_nats_subscriber_on_everything_sees_each_write_as_a_command_and_its_re
     assert_eq!(command, json!({"id": 77, "price": 1.5}));
     assert_eq!(answer, json!({"outcome": "not_found"}));
 }
+
+#[tokio::test]
+async fn placing_an_order_shows_its_command_both_saga_commands_both_replies_and_the_outcome() {
+    let stack = Stack::up();
+    let http = Client::new(stack.url());
+    let user =
+        json!({"command": "create", "id": 1, "username": "u", "email": "e", "password": "p"});
+    let product = json!({"command": "create", "id": 2, "name": "n", "description": "d", "price": 1, "quantity": 5});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+    assert_eq!(http.post("/product", &product).await.status, 200);
+    let nats = async_nats::connect(stack.nats_url())
+        .await
+        .expect("connect");
+    let mut everything = nats.subscribe(">").await.expect("subscribe");
+    nats.flush().await.expect("flush");
+
+    let order = json!({"command": "place order", "user_id": 1, "product_id": 2, "quantity": 1});
+    let placed = http.post("/order", &order).await;
+    assert_eq!(placed.status, 200);
+    let id = placed.json["id"].as_str().expect("id").to_owned();
+
+    let expected = [
+        "order.cmd.place".to_owned(),
+        "user.cmd.validate".to_owned(),
+        "product.cmd.reserve".to_owned(),
+        "user.evt.validated".to_owned(),
+        "product.evt.reserved".to_owned(),
+        format!("order.evt.{id}.confirmed"),
+    ];
+    let mut missing: Vec<&String> = expected.iter().collect();
+    while !missing.is_empty() {
+        let message = tokio::time::timeout(Duration::from_secs(5), everything.next())
+            .await
+            .unwrap_or_else(|_| panic!("never saw {missing:?}"))
+            .expect("subscription");
+        let about_this_order = serde_json::from_slice::<Value>(&message.payload)
+            .is_ok_and(|payload| payload["order_id"] == id.as_str());
+        if about_this_order {
+            missing.retain(|subject| *subject != message.subject.as_str());
+        }
+    }
+}
