@@ -20,3 +20,22 @@ pub fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("no free port on 127.0.0.1")
 }
+
+/// Polls `check` every 10 ms until it returns `Some`, panicking with `what` after 10 s: how a
+/// test waits for something asynchronous to have happened, without guessing a sleep.
+pub async fn eventually<T, F>(what: &str, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -1,12 +1,12 @@
 //! Every `/order` and `/user/purchased` rule of API.md, with Part 2's `GET /order/{id}` and
 //! `Prefer: respond-async`, over real HTTP to the order service; validation is table-driven.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use testkit::Postgres;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
+
+use testkit::eventually;
 
 use crate::helpers::{World, place};
 
@@ -88,18 +88,6 @@ async fn run_cases(world: &World, cases: Vec<Case>) {
     }
     let report = failures.join("\n");
     assert!(failures.is_empty(), "failed cases:\n{report}");
-}
-
-/// Polls every 10 ms until `check` returns `Some`, for at most 10 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, check: impl Fn() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// The id of an order in a 200 or 202 body, which must be a UUID.

@@ -16,25 +16,9 @@ use shared::{
 use testkit::{NatsServer, Postgres, app::TestApp};
 use uuid::Uuid;
 
-use crate::helpers::{World, place, spawn_order};
+use testkit::eventually;
 
-/// Polls `check` every 10 ms until it returns `Some`, for at most 10 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use crate::helpers::{World, place, spawn_order};
 
 #[tokio::test]
 async fn an_order_for_an_existing_user_and_enough_stock_is_confirmed_and_takes_the_stock() {
