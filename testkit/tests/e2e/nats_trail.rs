@@ -22,10 +22,20 @@ async fn a_nats_subscriber_on_everything_sees_each_write_as_a_command_and_its_re
     let product = json!({"command": "update", "id": 77, "price": 1.5});
     assert_eq!(http.post("/product", &product).await.status, 404);
 
-    let mut seen = Vec::new();
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), everything.next()).await
-    {
+    // `>` never falls silent (JetStream consumers pull continuously), so read until both
+    // commands and both replies have gone by.
+    type Seen = Vec<(String, Option<String>, Value)>;
+    let find = |seen: &Seen, subject: &str| -> Option<(Value, Value)> {
+        let (_, reply, command) = seen.iter().find(|(s, _, _)| s == subject)?;
+        let (_, _, answer) = seen.iter().find(|(s, _, _)| Some(s) == reply.as_ref())?;
+        Some((command.clone(), answer.clone()))
+    };
+    let mut seen: Seen = Vec::new();
+    while find(&seen, "user.cmd.create").is_none() || find(&seen, "product.cmd.update").is_none() {
+        let message = tokio::time::timeout(Duration::from_secs(5), everything.next())
+            .await
+            .unwrap_or_else(|_| panic!("commands or replies missing from {seen:?}"))
+            .expect("subscription");
         let payload: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
         seen.push((
             message.subject.to_string(),
@@ -33,18 +43,7 @@ async fn a_nats_subscriber_on_everything_sees_each_write_as_a_command_and_its_re
             payload,
         ));
     }
-    let reply_to = |subject: &str| -> (Value, Value) {
-        let (_, reply, command) = seen
-            .iter()
-            .find(|(s, _, _)| s == subject)
-            .unwrap_or_else(|| panic!("no {subject} in {seen:?}"));
-        let reply = reply.as_ref().expect("a command carries a reply subject");
-        let (_, _, answer) = seen
-            .iter()
-            .find(|(s, _, _)| s == reply)
-            .unwrap_or_else(|| panic!("no reply on {reply}"));
-        (command.clone(), answer.clone())
-    };
+    let reply_to = |subject: &str| find(&seen, subject).expect("seen");
 
     let (command, answer) = reply_to("user.cmd.create");
     assert_eq!(command["username"], "u");
