@@ -3,6 +3,7 @@
 //! This crate does no I/O. Every service serialises what it sends and deserialises what it
 //! receives with these types, so a change to a payload is a change here, seen by all sides.
 
+pub mod admin;
 pub mod error;
 pub mod product;
 pub mod saga;

@@ -49,3 +49,9 @@ pub fn order_outcome(order_id: uuid::Uuid, state: crate::saga::OrderState) -> St
 
 /// Every order outcome, for a subscriber that waits on many orders.
 pub const ORDER_OUTCOMES: &str = "order.evt.*.*";
+
+/// Operator command, every process of every service: shut down gracefully. No payload.
+pub const ADMIN_SHUTDOWN: &str = "admin.cmd.shutdown";
+/// Operator command, every process of every service: delete all its data; each answers with
+/// [`crate::admin::ResetDone`].
+pub const ADMIN_RESET: &str = "admin.cmd.reset";

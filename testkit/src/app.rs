@@ -31,6 +31,8 @@ impl TestApp {
         common.database_url = database_url.to_owned();
         common.nats_url = nats_url.to_owned();
         common.nats_credentials = None;
+        // Tests that want admin commands set the token in `run`.
+        common.admin_token = None;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let shutdown = CancellationToken::new();
@@ -57,6 +59,15 @@ impl TestApp {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits, at most `within`, for the replica to stop by itself (say, on an operator command),
+    /// and returns how its `run` ended.
+    pub async fn exited(self, within: std::time::Duration) -> anyhow::Result<()> {
+        tokio::time::timeout(within, self.task)
+            .await
+            .map_err(|_| anyhow::anyhow!("replica {} still running after {within:?}", self.addr))?
+            .expect("service task panicked")
     }
 
     /// Stops the replica the way SIGTERM does and waits for it to exit cleanly.

@@ -27,6 +27,8 @@ pub struct Common {
     pub body_timeout: Duration,
     /// `SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long in-flight work may take before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// `ADMIN_TOKEN`: the bearer token of `POST /admin/*`; unset (the default) turns them off.
+    pub admin_token: Option<String>,
 }
 
 impl Common {
@@ -49,6 +51,7 @@ impl Common {
             body_limit: var("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
             body_timeout: millis("HTTP_BODY_TIMEOUT_MS", 500)?,
             shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! The services differ in their data and messages; this crate holds the parts that must
 //! behave the same in all of them, so that a fix here is a fix everywhere.
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod db;

@@ -138,3 +138,8 @@ pub async fn purchased(db: impl PgExecutor<'_>, user_id: i32) -> sqlx::Result<Ve
     .fetch_all(db)
     .await
 }
+
+/// Deletes every order (operator reset).
+pub async fn delete_everything(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("truncate orders").execute(db).await.map(drop)
+}

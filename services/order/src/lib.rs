@@ -30,6 +30,8 @@ pub struct AppState {
     pub js: async_nats::jetstream::Context,
     /// Request body limits.
     pub limits: Limits,
+    /// Operator commands (`/admin/*`).
+    pub admin: kit::admin::Admin,
     /// Requests waiting for their order's outcome.
     pub waiters: Arc<nats::Waiters>,
     /// How long `POST /order` waits before answering 202.
@@ -49,6 +51,7 @@ pub async fn run(
         pool: pool.clone(),
         nats: nats.clone(),
         js: async_nats::jetstream::new(nats.clone()),
+        admin: kit::admin::Admin::new(common.admin_token.clone(), nats.clone()),
         limits: Limits {
             max_bytes: common.body_limit,
             timeout: common.body_timeout,
@@ -58,6 +61,15 @@ pub async fn run(
     };
     let listener_task = nats::listen_outcomes(&state).await?;
     let workers = nats::start_saga(state.clone()).await?;
+    let reset_state = state.clone();
+    let admin = kit::admin::listen(
+        &nats,
+        common.admin_token.as_deref(),
+        "order",
+        shutdown.clone(),
+        move || nats::reset(reset_state.clone()),
+    )
+    .await?;
     tracing::info!(addr = %listener.local_addr()?, "order service ready");
 
     kit::serve::http(
@@ -74,6 +86,9 @@ pub async fn run(
         tracing::warn!(%error, "draining NATS");
     }
     listener_task.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     pool.close().await;
     tracing::info!("order service stopped");
     Ok(())

@@ -227,3 +227,13 @@ pub async fn listen_outcomes(state: &AppState) -> anyhow::Result<tokio::task::Jo
         }
     }))
 }
+
+/// Operator reset: pending placements and recorded outcomes go, then every order.
+pub async fn reset(state: AppState) -> anyhow::Result<()> {
+    kit::admin::purge(
+        &state.js,
+        &[stream::ORDER_SAGA.name, stream::ORDER_EVENTS.name],
+    )
+    .await?;
+    Ok(db::delete_everything(&state.pool).await?)
+}

@@ -183,3 +183,11 @@ pub async fn release(db: &mut PgConnection, order_id: Uuid) -> sqlx::Result<bool
         .await?;
     Ok(true)
 }
+
+/// Deletes every product and reservation (operator reset).
+pub async fn delete_everything(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("truncate products, reservations")
+        .execute(db)
+        .await
+        .map(drop)
+}

@@ -28,6 +28,8 @@ pub struct AppState {
     pub js: async_nats::jetstream::Context,
     /// Request body limits.
     pub limits: Limits,
+    /// Operator commands (`/admin/*`).
+    pub admin: kit::admin::Admin,
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains and exits.
@@ -43,6 +45,7 @@ pub async fn run(
         pool: pool.clone(),
         nats: nats.clone(),
         js: async_nats::jetstream::new(nats.clone()),
+        admin: kit::admin::Admin::new(common.admin_token.clone(), nats.clone()),
         limits: Limits {
             max_bytes: common.body_limit,
             timeout: common.body_timeout,
@@ -50,6 +53,15 @@ pub async fn run(
     };
     let handlers = nats::start(state.clone()).await?;
     let saga = nats::start_saga(state.clone()).await?;
+    let reset_state = state.clone();
+    let admin = kit::admin::listen(
+        &nats,
+        common.admin_token.as_deref(),
+        "product",
+        shutdown.clone(),
+        move || nats::reset(reset_state.clone()),
+    )
+    .await?;
     tracing::info!(addr = %listener.local_addr()?, "product service ready");
 
     kit::serve::http(
@@ -64,6 +76,9 @@ pub async fn run(
 
     if let Err(error) = nats.drain().await {
         tracing::warn!(%error, "draining NATS");
+    }
+    if let Some(admin) = admin {
+        admin.abort();
     }
     pool.close().await;
     tracing::info!("product service stopped");

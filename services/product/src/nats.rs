@@ -166,3 +166,9 @@ fn answer((state, reason): db::Reservation) -> (StockOutcome, Option<RejectReaso
         ),
     }
 }
+
+/// Operator reset: pending stock requests go, then every product and reservation.
+pub async fn reset(state: AppState) -> anyhow::Result<()> {
+    kit::admin::purge(&state.js, &[stream::PRODUCT_SAGA.name]).await?;
+    Ok(db::delete_everything(&state.pool).await?)
+}

@@ -84,3 +84,8 @@ pub async fn exists(db: impl PgExecutor<'_>, id: i32) -> sqlx::Result<bool> {
         .fetch_one(db)
         .await
 }
+
+/// Deletes every user (operator reset).
+pub async fn delete_everything(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("truncate users").execute(db).await.map(drop)
+}

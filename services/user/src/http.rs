@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/user", post(command))
         .route("/user/{id}", get(read))
         .merge(kit::health::routes(dependencies))
+        .merge(kit::admin::routes(state.admin.clone()))
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .fallback(|| async { Error::NotFound })
         .layer(TraceLayer::new_for_http().make_span_with(kit::serve::request_span))

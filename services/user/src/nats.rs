@@ -112,3 +112,9 @@ async fn validate(state: AppState, delivery: Delivery<ValidateUser>) -> Result<(
         .await
         .map_err(|error| HandlerError::unavailable(error.to_string()))
 }
+
+/// Operator reset: pending validations go, then every user.
+pub async fn reset(state: AppState) -> anyhow::Result<()> {
+    kit::admin::purge(&state.js, &[stream::USER_SAGA.name]).await?;
+    Ok(db::delete_everything(&state.pool).await?)
+}

@@ -3,9 +3,18 @@
 use serde_json::{Value, json};
 use testkit::{NatsServer, Postgres, app::TestApp};
 
+/// The admin token of [`World::with_admin`].
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// Starts a replica of the order service.
 pub async fn spawn_order(database_url: &str, nats_url: &str) -> TestApp {
-    TestApp::spawn(database_url, nats_url, |common, listener, shutdown| {
+    spawn_order_with(database_url, nats_url, None).await
+}
+
+async fn spawn_order_with(database_url: &str, nats_url: &str, admin: Option<&str>) -> TestApp {
+    let admin = admin.map(str::to_owned);
+    TestApp::spawn(database_url, nats_url, |mut common, listener, shutdown| {
+        common.admin_token = admin;
         let config = order::Config {
             common,
             order_wait: std::time::Duration::from_secs(5),
@@ -16,16 +25,20 @@ pub async fn spawn_order(database_url: &str, nats_url: &str) -> TestApp {
 }
 
 /// Starts a replica of the user service.
-pub async fn spawn_user(database_url: &str, nats_url: &str) -> TestApp {
-    TestApp::spawn(database_url, nats_url, |common, listener, shutdown| {
+pub async fn spawn_user(database_url: &str, nats_url: &str, admin: Option<&str>) -> TestApp {
+    let admin = admin.map(str::to_owned);
+    TestApp::spawn(database_url, nats_url, |mut common, listener, shutdown| {
+        common.admin_token = admin;
         user::run(user::Config { common }, listener, shutdown)
     })
     .await
 }
 
 /// Starts a replica of the product service.
-pub async fn spawn_product(database_url: &str, nats_url: &str) -> TestApp {
-    TestApp::spawn(database_url, nats_url, |common, listener, shutdown| {
+pub async fn spawn_product(database_url: &str, nats_url: &str, admin: Option<&str>) -> TestApp {
+    let admin = admin.map(str::to_owned);
+    TestApp::spawn(database_url, nats_url, |mut common, listener, shutdown| {
+        common.admin_token = admin;
         product::run(product::Config { common }, listener, shutdown)
     })
     .await
@@ -46,7 +59,17 @@ pub struct World {
 }
 
 impl World {
+    /// The system without admin commands (the default).
     pub async fn new() -> Self {
+        Self::start(None).await
+    }
+
+    /// The system with admin commands on, guarded by [`ADMIN_TOKEN`].
+    pub async fn with_admin() -> Self {
+        Self::start(Some(ADMIN_TOKEN)).await
+    }
+
+    async fn start(admin: Option<&str>) -> Self {
         let nats = NatsServer::start();
         let postgres = Postgres::shared();
         let (user_db, product_db, order_db) = (
@@ -55,9 +78,9 @@ impl World {
             postgres.database(),
         );
         // User and product first: they create the streams the order saga consumes from.
-        let user = spawn_user(&user_db, &nats.url()).await;
-        let product = spawn_product(&product_db, &nats.url()).await;
-        let order = spawn_order(&order_db, &nats.url()).await;
+        let user = spawn_user(&user_db, &nats.url(), admin).await;
+        let product = spawn_product(&product_db, &nats.url(), admin).await;
+        let order = spawn_order_with(&order_db, &nats.url(), admin).await;
         Self {
             nats,
             user_db,
