@@ -10,6 +10,9 @@ use std::{
 
 use tempfile::TempDir;
 
+/// The services a stack runs.
+const SERVICES: [&str; 3] = ["user", "product", "order"];
+
 /// A running stack; dropping it runs `./stack down`.
 pub struct Stack {
     dir: TempDir,
@@ -32,7 +35,7 @@ impl Stack {
         let mut ports = Ports::default();
         let nginx_port = ports.one();
         let nats_port = ports.one();
-        let service_ports: Vec<(String, u16)> = ["user", "product", "order"]
+        let service_ports: Vec<(String, u16)> = SERVICES
             .iter()
             .map(|s| (s.to_string(), ports.pair()))
             .collect();
@@ -121,21 +124,41 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack")
 }
 
-/// The directory of the binaries this test run built: the test executable lives in `<dir>/deps`.
+/// The directory of this test run's binaries (the test executable lives in `<dir>/deps`), with
+/// the services freshly built there: a test of one crate does not build the others' binaries,
+/// and a stale one would test old code. Built once per test process; cheap when up to date.
 fn binaries() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    for service in ["user", "product", "order"] {
-        assert!(
-            dir.join(service).is_file(),
-            "no {service} binary in {dir:?}: run `cargo test --workspace` (as ./stack test does), which builds it"
-        );
-    }
-    dir
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = Command::new(cargo);
+            build.args([
+                "build", "--quiet", "-p", "user", "-p", "product", "-p", "order",
+            ]);
+            if dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("running cargo build");
+            assert!(status.success(), "building the services failed");
+            for service in SERVICES {
+                assert!(
+                    dir.join(service).is_file(),
+                    "no {service} binary in {dir:?}"
+                );
+            }
+            dir
+        })
+        .clone()
 }
 
 /// Free ports, held open until every one is chosen so that no two choices collide.
