@@ -174,6 +174,12 @@ impl Connection {
         })
     }
 
+    /// True when the server has closed this connection (say, after a `Connection: close`
+    /// answer): a request must go on a new one.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// Sends `request` and reads the whole response. After a failure the connection is unusable.
     pub async fn send(
         &mut self,

@@ -266,6 +266,11 @@ async fn exchange(
     request: &Request,
     timeout: Duration,
 ) -> Outcome {
+    // A keep-alive connection the server closed after its last answer is not a failure: the
+    // request has not been sent, and any client would open a new connection for it.
+    if slot.as_ref().is_some_and(Connection::is_closed) {
+        *slot = None;
+    }
     if slot.is_none() {
         match Connection::open(addr, timeout).await {
             Ok(connection) => *slot = Some(connection),
