@@ -159,7 +159,12 @@ pub async fn run(
             ));
         }
     }
-    std::fs::write(out, render(&rows, runs, global, versions))?;
+    // Hand-written notes (from a `## Notes` heading on) survive a new run.
+    let notes = std::fs::read_to_string(out)
+        .ok()
+        .and_then(|old| old.find("\n## Notes").map(|at| old[at..].to_owned()))
+        .unwrap_or_default();
+    std::fs::write(out, render(&rows, runs, global, versions) + &notes)?;
     eprintln!("bench: wrote {}", out.display());
     Ok(())
 }
