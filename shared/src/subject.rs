@@ -55,3 +55,8 @@ pub const ADMIN_SHUTDOWN: &str = "admin.cmd.shutdown";
 /// Operator command, every process of every service: delete all its data; each answers with
 /// [`crate::admin::ResetDone`].
 pub const ADMIN_RESET: &str = "admin.cmd.reset";
+
+/// Header carrying the id of a `*.cmd.*` request. The requester retries a command whose reply
+/// did not come with the same id, and the handler applies each id once: a repeat gets the
+/// answer the first one got, never a second effect.
+pub const COMMAND_ID_HEADER: &str = "Command-Id";

@@ -19,8 +19,11 @@ pub struct Common {
     pub nats_url: String,
     /// `NATS_USER` and `NATS_PASSWORD`: this service's NATS credentials, if the server asks for them.
     pub nats_credentials: Option<(String, String)>,
-    /// `NATS_REQUEST_TIMEOUT_MS`: how long the HTTP layer waits for a command's reply.
+    /// `NATS_REQUEST_TIMEOUT_MS`: how long the HTTP layer waits for a command's reply in all.
     pub nats_request_timeout: Duration,
+    /// `NATS_RETRY_AFTER_MS`: when a command's reply has not come by then, it is sent once more
+    /// with the same command id (the first may have gone to a replica that was stopping).
+    pub nats_retry_after: Duration,
     /// `HTTP_BODY_LIMIT_BYTES`: largest request body accepted (413 beyond it).
     pub body_limit: usize,
     /// `HTTP_BODY_TIMEOUT_MS`: time allowed to receive a whole request body (400 when a client stalls).
@@ -48,6 +51,7 @@ impl Common {
             nats_url: var("NATS_URL", "nats://127.0.0.1:4222".to_owned())?,
             nats_credentials,
             nats_request_timeout: millis("NATS_REQUEST_TIMEOUT_MS", 5_000)?,
+            nats_retry_after: millis("NATS_RETRY_AFTER_MS", 1_000)?,
             body_limit: var("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
             body_timeout: millis("HTTP_BODY_TIMEOUT_MS", 500)?,
             shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,

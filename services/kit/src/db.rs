@@ -65,3 +65,23 @@ pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
         _ => None,
     }
 }
+
+/// How long `command_log` keeps an entry: repeats of a command come within its request timeout.
+const COMMAND_LOG_KEEP: &str = "10 minutes";
+
+/// Every minute, forgets commands old enough that no repeat of them can still arrive.
+pub fn prune_command_log(pool: PgPool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let pruned = sqlx::query("delete from command_log where at < now() - $1::interval")
+                .bind(COMMAND_LOG_KEEP)
+                .execute(&pool)
+                .await;
+            if let Err(error) = pruned {
+                tracing::warn!(%error, "pruning command_log");
+            }
+        }
+    })
+}

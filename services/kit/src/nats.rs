@@ -10,7 +10,13 @@ use async_nats::{
 };
 use futures::StreamExt;
 use serde::{Serialize, de::DeserializeOwned};
-use shared::error::{BAD_REQUEST, INTERNAL, UNAVAILABLE};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use shared::{
+    error::{BAD_REQUEST, INTERNAL, UNAVAILABLE},
+    subject::COMMAND_ID_HEADER,
+};
 
 use crate::config::Common;
 
@@ -58,11 +64,35 @@ pub enum RequestError {
     },
 }
 
+/// How long a request may wait for its reply.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Without a reply by then, the request is sent once more with the same command id.
+    pub retry_after: Duration,
+    /// Without a reply by then, the request has failed.
+    pub give_up_after: Duration,
+}
+
+impl From<&Common> for Timing {
+    fn from(config: &Common) -> Self {
+        Self {
+            retry_after: config.nats_retry_after,
+            give_up_after: config.nats_request_timeout,
+        }
+    }
+}
+
 /// Sends `payload` as JSON on `subject` and decodes the JSON reply.
+///
+/// The request carries a fresh command id (`Command-Id`). When no reply comes within
+/// `timing.retry_after`, it is sent once more with the same id: the first copy may have reached
+/// a replica that was stopping, or that died before answering, and handlers apply an id once.
+/// Without a NATS connection it fails at once instead of waiting.
 pub async fn request<Req, Rep>(
     client: &Client,
     subject: &str,
     payload: &Req,
+    timing: Timing,
 ) -> Result<Rep, RequestError>
 where
     Req: Serialize,
@@ -72,21 +102,51 @@ where
         subject: subject.to_owned(),
         reason,
     };
-    let body = serde_json::to_vec(payload).map_err(|error| failed(error.to_string()))?;
-    let reply = client
-        .request(subject.to_owned(), body.into())
-        .await
-        .map_err(|error| match error.kind() {
-            RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
-                failed(error.to_string())
+    let unavailable = |reason: String| RequestError::Unavailable {
+        subject: subject.to_owned(),
+        reason,
+    };
+    if client.connection_state() != State::Connected {
+        return Err(unavailable("not connected to NATS".into()));
+    }
+    let body: bytes::Bytes = serde_json::to_vec(payload)
+        .map_err(|error| failed(error.to_string()))?
+        .into();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(COMMAND_ID_HEADER, uuid::Uuid::now_v7().to_string().as_str());
+    let started = tokio::time::Instant::now();
+    let mut retried = false;
+    let reply = loop {
+        let remaining = timing.give_up_after.saturating_sub(started.elapsed());
+        let wait = if retried {
+            remaining
+        } else {
+            timing.retry_after.min(remaining)
+        };
+        let request = async_nats::Request::new()
+            .payload(body.clone())
+            .headers(headers.clone())
+            .timeout(Some(wait));
+        match client.send_request(subject.to_owned(), request).await {
+            Ok(reply) => break reply,
+            Err(error)
+                if error.kind() == RequestErrorKind::TimedOut && !retried && wait < remaining =>
+            {
+                tracing::warn!(%subject, ?wait, "no reply yet; sending the command again with the same id");
+                retried = true;
             }
-            RequestErrorKind::NoResponders
-            | RequestErrorKind::TimedOut
-            | RequestErrorKind::Other => RequestError::Unavailable {
-                subject: subject.to_owned(),
-                reason: error.to_string(),
-            },
-        })?;
+            Err(error) => {
+                return Err(match error.kind() {
+                    RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
+                        failed(error.to_string())
+                    }
+                    RequestErrorKind::NoResponders
+                    | RequestErrorKind::TimedOut
+                    | RequestErrorKind::Other => unavailable(error.to_string()),
+                });
+            }
+        }
+    };
     if let Some(headers) = &reply.headers
         && let Some(code) = headers.get(service::NATS_SERVICE_ERROR_CODE)
     {
@@ -142,11 +202,14 @@ impl HandlerError {
 
 /// Handles every request arriving on `endpoint` with `handler`, up to `concurrency` at a time,
 /// until the service is stopped. Returns once the last in-flight request has been answered.
+///
+/// The handler gets the request's command id (`Command-Id`), or a fresh one when it has none
+/// (say, a request typed with `nats req`).
 pub async fn serve<Req, Rep, F, Fut>(endpoint: Endpoint, concurrency: usize, handler: F)
 where
     Req: DeserializeOwned,
     Rep: Serialize,
-    F: Fn(Req) -> Fut,
+    F: Fn(Req, uuid::Uuid) -> Fut,
     Fut: Future<Output = Result<Rep, HandlerError>>,
 {
     endpoint
@@ -154,7 +217,7 @@ where
             let handler = &handler;
             async move {
                 let outcome = match serde_json::from_slice::<Req>(&request.message.payload) {
-                    Ok(payload) => handler(payload).await,
+                    Ok(payload) => handler(payload, command_id(&request.message)).await,
                     Err(error) => Err(HandlerError::bad_request(format!("undecodable payload: {error}"))),
                 };
                 let response = outcome
@@ -174,6 +237,15 @@ where
             }
         })
         .await;
+}
+
+fn command_id(message: &async_nats::Message) -> uuid::Uuid {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(COMMAND_ID_HEADER))
+        .and_then(|value| value.as_str().parse().ok())
+        .unwrap_or_else(uuid::Uuid::now_v7)
 }
 
 /// How many requests one endpoint handles at once; the rest wait in the subscription's buffer.
@@ -218,7 +290,7 @@ impl Handlers {
     where
         Req: DeserializeOwned + Send + 'static,
         Rep: Serialize + Send + 'static,
-        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        F: Fn(Req, uuid::Uuid) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Rep, HandlerError>> + Send + 'static,
     {
         let endpoint = self

@@ -181,8 +181,13 @@ async fn purchased(
 ) -> Result<Response, Error> {
     let Path(raw) = user_id.map_err(|error| Rejection::Invalid(error.to_string()))?;
     let user_id = kit::body::path_id(&raw)?;
-    let reply: UserReply =
-        kit::nats::request(&state.nats, subject::USER_GET, &GetUser { id: user_id }).await?;
+    let reply: UserReply = kit::nats::request(
+        &state.nats,
+        subject::USER_GET,
+        &GetUser { id: user_id },
+        state.timing,
+    )
+    .await?;
     if !matches!(reply, UserReply::Ok { .. }) {
         return Err(Error::NotFound);
     }

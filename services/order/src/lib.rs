@@ -32,6 +32,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Operator commands (`/admin/*`).
     pub admin: kit::admin::Admin,
+    /// How long a request over NATS waits for its reply, and when it is sent again.
+    pub timing: kit::nats::Timing,
     /// Requests waiting for their order's outcome.
     pub waiters: Arc<nats::Waiters>,
     /// How long `POST /order` waits before answering 202.
@@ -52,6 +54,7 @@ pub async fn run(
         nats: nats.clone(),
         js: async_nats::jetstream::new(nats.clone()),
         admin: kit::admin::Admin::new(common.admin_token.clone(), nats.clone()),
+        timing: common.into(),
         limits: Limits {
             max_bytes: common.body_limit,
             timeout: common.body_timeout,

@@ -1,4 +1,8 @@
 //! SQL on `product_db`. Each function is one statement; callers pass a pool or a transaction.
+//!
+//! Every command write takes its command id and, in the same statement, acts only if the id is
+//! new and records the answer in `command_log`; `None` then means "nothing done": see
+//! [`outcome`] for why. Saga writes are keyed by the order id instead.
 
 use shared::{
     product::{DeleteProduct, Product, UpdateProduct},
@@ -31,59 +35,113 @@ pub async fn find(db: impl PgExecutor<'_>, id: i32) -> sqlx::Result<Option<Produ
     Ok(row.map(product))
 }
 
-/// Inserts `new`; `None` when the id is taken (the primary key decides, not a prior lookup).
-#[tracing::instrument(skip_all, fields(id = new.id), err)]
-pub async fn insert(db: impl PgExecutor<'_>, new: &Product) -> sqlx::Result<Option<Product>> {
+/// What command `command_id` answered, if it ran: `ok`, `conflict`, `not_found` or `deleted`.
+#[tracing::instrument(skip_all, fields(%command_id), err)]
+pub async fn outcome(db: impl PgExecutor<'_>, command_id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("select outcome from command_log where id = $1")
+        .bind(command_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Inserts `new` unless command `command_id` already ran; `None` when the id is taken (the
+/// primary key decides, not a prior lookup) or the command is a repeat.
+#[tracing::instrument(skip_all, fields(id = new.id, %command_id), err)]
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    new: &Product,
+    command_id: Uuid,
+) -> sqlx::Result<Option<Product>> {
     let row = sqlx::query_as::<_, Row>(
-        "insert into products (id, name, description, price, quantity) values ($1, $2, $3, $4, $5)
-         on conflict (id) do nothing
-         returning id, name, description, price, quantity",
+        "with fresh as (select not exists (select 1 from command_log where id = $6) as yes),
+         inserted as (
+             insert into products (id, name, description, price, quantity)
+             select $1, $2, $3, $4, $5 from fresh where yes
+             on conflict (id) do nothing
+             returning id, name, description, price, quantity
+         ),
+         logged as (
+             insert into command_log (id, outcome)
+             select $6, case when exists (select 1 from inserted) then 'ok' else 'conflict' end from fresh where yes
+             on conflict (id) do nothing
+         )
+         select * from inserted",
     )
     .bind(new.id)
     .bind(&new.name)
     .bind(&new.description)
     .bind(new.price)
     .bind(new.quantity)
+    .bind(command_id)
     .fetch_optional(db)
     .await?;
     Ok(row.map(product))
 }
 
-/// Applies the fields `change` carries; `None` when the product does not exist.
-#[tracing::instrument(skip_all, fields(id = change.id), err)]
+/// Applies the fields `change` carries unless command `command_id` already ran; `None` when the
+/// product does not exist or the command is a repeat.
+#[tracing::instrument(skip_all, fields(id = change.id, %command_id), err)]
 pub async fn update(
     db: impl PgExecutor<'_>,
     change: &UpdateProduct,
+    command_id: Uuid,
 ) -> sqlx::Result<Option<Product>> {
     let row = sqlx::query_as::<_, Row>(
-        "update products set name = coalesce($2, name), description = coalesce($3, description),
-                price = coalesce($4, price), quantity = coalesce($5, quantity)
-         where id = $1
-         returning id, name, description, price, quantity",
+        "with fresh as (select not exists (select 1 from command_log where id = $6) as yes),
+         updated as (
+             update products set name = coalesce($2, name), description = coalesce($3, description),
+                    price = coalesce($4, price), quantity = coalesce($5, quantity)
+             where id = $1 and (select yes from fresh)
+             returning id, name, description, price, quantity
+         ),
+         logged as (
+             insert into command_log (id, outcome)
+             select $6, case when exists (select 1 from updated) then 'ok' else 'not_found' end from fresh where yes
+             on conflict (id) do nothing
+         )
+         select * from updated",
     )
     .bind(change.id)
     .bind(&change.name)
     .bind(&change.description)
     .bind(change.price)
     .bind(change.quantity)
+    .bind(command_id)
     .fetch_optional(db)
     .await?;
     Ok(row.map(product))
 }
 
-/// Deletes the product if name, price and quantity match; true when a row went.
-#[tracing::instrument(skip_all, fields(id = old.id), err)]
-pub async fn delete_matching(db: impl PgExecutor<'_>, old: &DeleteProduct) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "delete from products where id = $1 and name = $2 and price = $3 and quantity = $4",
+/// Deletes the product if name, price and quantity match, unless command `command_id` already
+/// ran; true when a row went.
+#[tracing::instrument(skip_all, fields(id = old.id, %command_id), err)]
+pub async fn delete_matching(
+    db: impl PgExecutor<'_>,
+    old: &DeleteProduct,
+    command_id: Uuid,
+) -> sqlx::Result<bool> {
+    let deleted: Option<i32> = sqlx::query_scalar(
+        "with fresh as (select not exists (select 1 from command_log where id = $5) as yes),
+         deleted as (
+             delete from products
+             where id = $1 and name = $2 and price = $3 and quantity = $4 and (select yes from fresh)
+             returning id
+         ),
+         logged as (
+             insert into command_log (id, outcome)
+             select $5, case when exists (select 1 from deleted) then 'deleted' else 'not_found' end from fresh where yes
+             on conflict (id) do nothing
+         )
+         select id from deleted",
     )
     .bind(old.id)
     .bind(&old.name)
     .bind(old.price)
     .bind(old.quantity)
-    .execute(db)
+    .bind(command_id)
+    .fetch_optional(db)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(deleted.is_some())
 }
 
 /// A reservation's state, as the saga is told it.
@@ -186,7 +244,7 @@ pub async fn release(db: &mut PgConnection, order_id: Uuid) -> sqlx::Result<bool
 
 /// Deletes every product and reservation (operator reset).
 pub async fn delete_everything(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
-    sqlx::query("truncate products, reservations")
+    sqlx::query("truncate products, reservations, command_log")
         .execute(db)
         .await
         .map(drop)

@@ -62,7 +62,7 @@ async fn command(State(state): State<AppState>, body: Body) -> Result<Response, 
                 price: fields.price("price")?,
                 quantity: fields.int("quantity", 0)?,
             };
-            kit::nats::request(nats, subject::PRODUCT_CREATE, &product).await?
+            kit::nats::request(nats, subject::PRODUCT_CREATE, &product, state.timing).await?
         }
         "update" => {
             let change = UpdateProduct {
@@ -72,7 +72,7 @@ async fn command(State(state): State<AppState>, body: Body) -> Result<Response, 
                 price: fields.opt_price("price")?,
                 quantity: fields.opt_int("quantity", 0)?,
             };
-            kit::nats::request(nats, subject::PRODUCT_UPDATE, &change).await?
+            kit::nats::request(nats, subject::PRODUCT_UPDATE, &change, state.timing).await?
         }
         "delete" => {
             // Description is not required, but when given it must still be a valid one.
@@ -83,7 +83,7 @@ async fn command(State(state): State<AppState>, body: Body) -> Result<Response, 
                 price: fields.price("price")?,
                 quantity: fields.int("quantity", 0)?,
             };
-            kit::nats::request(nats, subject::PRODUCT_DELETE, &old).await?
+            kit::nats::request(nats, subject::PRODUCT_DELETE, &old, state.timing).await?
         }
         other => return Err(Rejection::Invalid(format!("unknown command {other:?}")).into()),
     };

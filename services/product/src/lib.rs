@@ -30,6 +30,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Operator commands (`/admin/*`).
     pub admin: kit::admin::Admin,
+    /// How long a request over NATS waits for its reply, and when it is sent again.
+    pub timing: kit::nats::Timing,
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains and exits.
@@ -46,6 +48,7 @@ pub async fn run(
         nats: nats.clone(),
         js: async_nats::jetstream::new(nats.clone()),
         admin: kit::admin::Admin::new(common.admin_token.clone(), nats.clone()),
+        timing: common.into(),
         limits: Limits {
             max_bytes: common.body_limit,
             timeout: common.body_timeout,
@@ -53,6 +56,7 @@ pub async fn run(
     };
     let handlers = nats::start(state.clone()).await?;
     let saga = nats::start_saga(state.clone()).await?;
+    let pruning = kit::db::prune_command_log(pool.clone());
     let reset_state = state.clone();
     let admin = kit::admin::listen(
         &nats,
@@ -80,6 +84,7 @@ pub async fn run(
     if let Some(admin) = admin {
         admin.abort();
     }
+    pruning.abort();
     pool.close().await;
     tracing::info!("product service stopped");
     Ok(())

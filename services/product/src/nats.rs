@@ -11,6 +11,8 @@ use shared::{
     stream, subject,
 };
 
+use uuid::Uuid;
+
 use crate::{AppState, Error, db};
 
 /// Registers the `product` service and its endpoints.
@@ -23,24 +25,24 @@ pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
     .await?;
     let s = state.clone();
     handlers
-        .add("create", subject::PRODUCT_CREATE, move |cmd| {
-            create(s.clone(), cmd)
+        .add("create", subject::PRODUCT_CREATE, move |cmd, id| {
+            create(s.clone(), cmd, id)
         })
         .await?;
     let s = state.clone();
     handlers
-        .add("update", subject::PRODUCT_UPDATE, move |cmd| {
-            update(s.clone(), cmd)
+        .add("update", subject::PRODUCT_UPDATE, move |cmd, id| {
+            update(s.clone(), cmd, id)
         })
         .await?;
     let s = state.clone();
     handlers
-        .add("delete", subject::PRODUCT_DELETE, move |cmd| {
-            delete(s.clone(), cmd)
+        .add("delete", subject::PRODUCT_DELETE, move |cmd, id| {
+            delete(s.clone(), cmd, id)
         })
         .await?;
     handlers
-        .add("get", subject::PRODUCT_GET, move |query| {
+        .add("get", subject::PRODUCT_GET, move |query, _| {
             get(state.clone(), query)
         })
         .await?;
@@ -53,31 +55,64 @@ fn found(product: Option<Product>) -> ProductReply {
     })
 }
 
-async fn create(state: AppState, new: Product) -> Result<ProductReply, HandlerError> {
-    let stored = db::insert(&state.pool, &new).await.map_err(Error::from)?;
-    Ok(
-        stored.map_or(ProductReply::Conflict, |product| ProductReply::Ok {
-            product,
-        }),
-    )
+/// What a command that did nothing answers: a repeat answers what it answered the first time.
+async fn earlier(state: &AppState, command_id: Uuid) -> Result<Option<String>, Error> {
+    Ok(db::outcome(&state.pool, command_id).await?)
 }
 
-async fn update(state: AppState, change: UpdateProduct) -> Result<ProductReply, HandlerError> {
-    Ok(found(
-        db::update(&state.pool, &change)
-            .await
-            .map_err(Error::from)?,
-    ))
-}
-
-async fn delete(state: AppState, old: DeleteProduct) -> Result<ProductReply, HandlerError> {
-    let deleted = db::delete_matching(&state.pool, &old)
+async fn create(
+    state: AppState,
+    new: Product,
+    command_id: Uuid,
+) -> Result<ProductReply, HandlerError> {
+    if let Some(product) = db::insert(&state.pool, &new, command_id)
         .await
-        .map_err(Error::from)?;
-    Ok(if deleted {
-        ProductReply::Deleted
-    } else {
-        ProductReply::NotFound
+        .map_err(Error::from)?
+    {
+        return Ok(ProductReply::Ok { product });
+    }
+    Ok(match earlier(&state, command_id).await?.as_deref() {
+        // A repeat of a create that succeeded: it stored exactly these fields.
+        Some("ok") => ProductReply::Ok { product: new },
+        _ => ProductReply::Conflict,
+    })
+}
+
+async fn update(
+    state: AppState,
+    change: UpdateProduct,
+    command_id: Uuid,
+) -> Result<ProductReply, HandlerError> {
+    if let Some(product) = db::update(&state.pool, &change, command_id)
+        .await
+        .map_err(Error::from)?
+    {
+        return Ok(ProductReply::Ok { product });
+    }
+    Ok(match earlier(&state, command_id).await?.as_deref() {
+        Some("ok") => found(
+            db::find(&state.pool, change.id)
+                .await
+                .map_err(Error::from)?,
+        ),
+        _ => ProductReply::NotFound,
+    })
+}
+
+async fn delete(
+    state: AppState,
+    old: DeleteProduct,
+    command_id: Uuid,
+) -> Result<ProductReply, HandlerError> {
+    if db::delete_matching(&state.pool, &old, command_id)
+        .await
+        .map_err(Error::from)?
+    {
+        return Ok(ProductReply::Deleted);
+    }
+    Ok(match earlier(&state, command_id).await?.as_deref() {
+        Some("deleted") => ProductReply::Deleted,
+        _ => ProductReply::NotFound,
     })
 }
 

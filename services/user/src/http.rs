@@ -89,7 +89,7 @@ async fn command(State(state): State<AppState>, body: Body) -> Result<Response, 
                 email: fields.text("email")?,
                 password_sha256: password_hash(&fields.text("password")?),
             };
-            kit::nats::request(nats, subject::USER_CREATE, &user).await?
+            kit::nats::request(nats, subject::USER_CREATE, &user, state.timing).await?
         }
         "update" => {
             let change = UpdateUser {
@@ -98,7 +98,7 @@ async fn command(State(state): State<AppState>, body: Body) -> Result<Response, 
                 email: fields.opt_text("email")?,
                 password_sha256: fields.opt_text("password")?.as_deref().map(password_hash),
             };
-            kit::nats::request(nats, subject::USER_UPDATE, &change).await?
+            kit::nats::request(nats, subject::USER_UPDATE, &change, state.timing).await?
         }
         "delete" => {
             let old = User {
@@ -107,7 +107,7 @@ async fn command(State(state): State<AppState>, body: Body) -> Result<Response, 
                 email: fields.text("email")?,
                 password_sha256: password_hash(&fields.text("password")?),
             };
-            kit::nats::request(nats, subject::USER_DELETE, &old).await?
+            kit::nats::request(nats, subject::USER_DELETE, &old, state.timing).await?
         }
         other => return Err(Rejection::Invalid(format!("unknown command {other:?}")).into()),
     };

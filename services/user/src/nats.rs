@@ -11,6 +11,8 @@ use shared::{
     user::{DeleteUser, GetUser, UpdateUser, User, UserReply},
 };
 
+use uuid::Uuid;
+
 use crate::{AppState, Error, db};
 
 /// Registers the `user` service and its endpoints.
@@ -23,24 +25,24 @@ pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
     .await?;
     let s = state.clone();
     handlers
-        .add("create", subject::USER_CREATE, move |cmd| {
-            create(s.clone(), cmd)
+        .add("create", subject::USER_CREATE, move |cmd, id| {
+            create(s.clone(), cmd, id)
         })
         .await?;
     let s = state.clone();
     handlers
-        .add("update", subject::USER_UPDATE, move |cmd| {
-            update(s.clone(), cmd)
+        .add("update", subject::USER_UPDATE, move |cmd, id| {
+            update(s.clone(), cmd, id)
         })
         .await?;
     let s = state.clone();
     handlers
-        .add("delete", subject::USER_DELETE, move |cmd| {
-            delete(s.clone(), cmd)
+        .add("delete", subject::USER_DELETE, move |cmd, id| {
+            delete(s.clone(), cmd, id)
         })
         .await?;
     handlers
-        .add("get", subject::USER_GET, move |query| {
+        .add("get", subject::USER_GET, move |query, _| {
             get(state.clone(), query)
         })
         .await?;
@@ -51,27 +53,60 @@ fn found(user: Option<User>) -> UserReply {
     user.map_or(UserReply::NotFound, |user| UserReply::Ok { user })
 }
 
-async fn create(state: AppState, new: User) -> Result<UserReply, HandlerError> {
-    let stored = db::insert(&state.pool, &new).await.map_err(Error::from)?;
-    Ok(stored.map_or(UserReply::Conflict, |user| UserReply::Ok { user }))
+/// What a command that did nothing answers: a repeat answers what it answered the first time.
+async fn earlier(state: &AppState, command_id: Uuid) -> Result<Option<String>, Error> {
+    Ok(db::outcome(&state.pool, command_id).await?)
 }
 
-async fn update(state: AppState, change: UpdateUser) -> Result<UserReply, HandlerError> {
-    Ok(found(
-        db::update(&state.pool, &change)
-            .await
-            .map_err(Error::from)?,
-    ))
-}
-
-async fn delete(state: AppState, old: DeleteUser) -> Result<UserReply, HandlerError> {
-    let deleted = db::delete_matching(&state.pool, &old)
+async fn create(state: AppState, new: User, command_id: Uuid) -> Result<UserReply, HandlerError> {
+    if let Some(user) = db::insert(&state.pool, &new, command_id)
         .await
-        .map_err(Error::from)?;
-    Ok(if deleted {
-        UserReply::Deleted
-    } else {
-        UserReply::NotFound
+        .map_err(Error::from)?
+    {
+        return Ok(UserReply::Ok { user });
+    }
+    Ok(match earlier(&state, command_id).await?.as_deref() {
+        // A repeat of a create that succeeded: it stored exactly these fields.
+        Some("ok") => UserReply::Ok { user: new },
+        _ => UserReply::Conflict,
+    })
+}
+
+async fn update(
+    state: AppState,
+    change: UpdateUser,
+    command_id: Uuid,
+) -> Result<UserReply, HandlerError> {
+    if let Some(user) = db::update(&state.pool, &change, command_id)
+        .await
+        .map_err(Error::from)?
+    {
+        return Ok(UserReply::Ok { user });
+    }
+    Ok(match earlier(&state, command_id).await?.as_deref() {
+        Some("ok") => found(
+            db::find(&state.pool, change.id)
+                .await
+                .map_err(Error::from)?,
+        ),
+        _ => UserReply::NotFound,
+    })
+}
+
+async fn delete(
+    state: AppState,
+    old: DeleteUser,
+    command_id: Uuid,
+) -> Result<UserReply, HandlerError> {
+    if db::delete_matching(&state.pool, &old, command_id)
+        .await
+        .map_err(Error::from)?
+    {
+        return Ok(UserReply::Deleted);
+    }
+    Ok(match earlier(&state, command_id).await?.as_deref() {
+        Some("deleted") => UserReply::Deleted,
+        _ => UserReply::NotFound,
     })
 }
 

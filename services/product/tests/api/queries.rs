@@ -66,3 +66,70 @@ async fn a_malformed_command_is_refused_with_a_400_service_error_and_changes_not
         "the service still works"
     );
 }
+
+/// Sends `payload` on `subject` with `Command-Id: id`, as the HTTP layer does, and decodes the reply.
+async fn command(world: &World, subject: &str, payload: Value, id: &str) -> Value {
+    let client = async_nats::connect(world.nats.url())
+        .await
+        .expect("connect");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Command-Id", id);
+    let reply = client
+        .request_with_headers(subject.to_owned(), headers, payload.to_string().into())
+        .await
+        .expect("a reply");
+    serde_json::from_slice(&reply.payload).expect("json")
+}
+
+#[tokio::test]
+async fn a_command_sent_again_with_its_id_acts_once_and_answers_as_the_first_time() {
+    let world = World::new().await;
+    let lamp = json!({"id": 4, "name": "lamp", "description": "d", "price": 2.5, "quantity": 3});
+    let create = "0191b1a0-0000-7000-8000-0000000000a1";
+    let first = command(&world, "product.cmd.create", lamp.clone(), create).await;
+    assert_eq!(first, json!({"outcome": "ok", "product": lamp}));
+    assert_eq!(
+        command(&world, "product.cmd.create", lamp.clone(), create).await,
+        first
+    );
+
+    let delete = "0191b1a0-0000-7000-8000-0000000000a2";
+    let old = json!({"id": 4, "name": "lamp", "price": 2.5, "quantity": 3});
+    assert_eq!(
+        command(&world, "product.cmd.delete", old.clone(), delete).await["outcome"],
+        "deleted"
+    );
+    let again = "0191b1a0-0000-7000-8000-0000000000a3";
+    assert_eq!(
+        command(&world, "product.cmd.create", lamp.clone(), again).await["outcome"],
+        "ok"
+    );
+    assert_eq!(
+        command(&world, "product.cmd.delete", old, delete).await["outcome"],
+        "deleted"
+    );
+    assert_eq!(
+        world.app.http.get("/product/4").await.status,
+        200,
+        "the repeat deleted nothing"
+    );
+
+    // Raising the stock twice by the same command raises it once.
+    let restock = "0191b1a0-0000-7000-8000-0000000000a4";
+    let change = json!({"id": 4, "quantity": 10});
+    assert_eq!(
+        command(&world, "product.cmd.update", change.clone(), restock).await["product"]["quantity"],
+        10
+    );
+    let manual = json!({"id": 4, "quantity": 1});
+    let other = "0191b1a0-0000-7000-8000-0000000000a5";
+    assert_eq!(
+        command(&world, "product.cmd.update", manual, other).await["product"]["quantity"],
+        1
+    );
+    assert_eq!(
+        command(&world, "product.cmd.update", change, restock).await["product"]["quantity"],
+        1,
+        "not applied again"
+    );
+}

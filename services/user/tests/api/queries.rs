@@ -60,3 +60,86 @@ async fn a_malformed_command_is_refused_with_a_400_service_error_and_changes_not
         "the service still works"
     );
 }
+
+/// Sends `payload` on `subject` with `Command-Id: id`, as the HTTP layer does, and decodes the reply.
+async fn command(world: &World, subject: &str, payload: Value, id: &str) -> Value {
+    let client = async_nats::connect(world.nats.url())
+        .await
+        .expect("connect");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Command-Id", id);
+    let reply = client
+        .request_with_headers(subject.to_owned(), headers, payload.to_string().into())
+        .await
+        .expect("a reply");
+    serde_json::from_slice(&reply.payload).expect("json")
+}
+
+#[tokio::test]
+async fn a_command_sent_again_with_its_id_acts_once_and_answers_as_the_first_time() {
+    let world = World::new().await;
+    let ann = json!({"id": 1, "username": "ann", "email": "a@x", "password_sha256": SECRET_SHA256});
+    let create = "0191b1a0-0000-7000-8000-000000000001";
+    let first = command(&world, "user.cmd.create", ann.clone(), create).await;
+    assert_eq!(first, json!({"outcome": "ok", "user": ann}));
+    assert_eq!(
+        command(&world, "user.cmd.create", ann.clone(), create).await,
+        first,
+        "not a 409"
+    );
+    let other = "0191b1a0-0000-7000-8000-000000000002";
+    assert_eq!(
+        command(&world, "user.cmd.create", ann.clone(), other).await["outcome"],
+        "conflict"
+    );
+
+    let delete = "0191b1a0-0000-7000-8000-000000000003";
+    assert_eq!(
+        command(&world, "user.cmd.delete", ann.clone(), delete).await["outcome"],
+        "deleted"
+    );
+    // The user is created again by someone else; the delete, arriving again, must not touch it.
+    let again = "0191b1a0-0000-7000-8000-000000000004";
+    assert_eq!(
+        command(&world, "user.cmd.create", ann.clone(), again).await["outcome"],
+        "ok"
+    );
+    assert_eq!(
+        command(&world, "user.cmd.delete", ann.clone(), delete).await["outcome"],
+        "deleted"
+    );
+    assert_eq!(
+        world.app.http.get("/user/1").await.status,
+        200,
+        "the repeat deleted nothing"
+    );
+
+    let rename = "0191b1a0-0000-7000-8000-000000000005";
+    let renamed = command(
+        &world,
+        "user.cmd.update",
+        json!({"id": 1, "username": "bea"}),
+        rename,
+    )
+    .await;
+    assert_eq!(renamed["user"]["username"], "bea");
+    assert_eq!(
+        command(
+            &world,
+            "user.cmd.update",
+            json!({"id": 1, "username": "bea"}),
+            rename
+        )
+        .await,
+        renamed
+    );
+    let missing = "0191b1a0-0000-7000-8000-000000000006";
+    assert_eq!(
+        command(&world, "user.cmd.update", json!({"id": 9}), missing).await["outcome"],
+        "not_found"
+    );
+    assert_eq!(
+        command(&world, "user.cmd.update", json!({"id": 9}), missing).await["outcome"],
+        "not_found"
+    );
+}

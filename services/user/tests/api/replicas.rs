@@ -61,3 +61,38 @@ async fn a_replica_stops_cleanly_while_the_other_keeps_serving() {
     assert_eq!(world.app.http.post("/user", &create(2)).await.status, 200);
     assert_eq!(world.app.http.get("/user/1").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_command_lost_by_a_replica_that_never_answers_is_sent_again_and_succeeds() {
+    use futures::StreamExt;
+    let world = World::new().await;
+    // A member of the queue group that takes one command and drops it, as a replica that dies
+    // or stops at the wrong moment does.
+    let rogue = async_nats::connect(world.nats.url())
+        .await
+        .expect("connect");
+    let mut swallow = rogue
+        .queue_subscribe("user.cmd.create", "user".into())
+        .await
+        .expect("subscribe");
+    swallow.unsubscribe_after(1).await.expect("limit");
+    rogue.flush().await.expect("flush");
+
+    let mut statuses = Vec::new();
+    for id in 1..=12 {
+        statuses.push(world.app.http.post("/user", &create(id)).await.status);
+    }
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let swallowed = tokio::time::timeout(std::time::Duration::from_secs(1), swallow.next()).await;
+    assert!(
+        matches!(swallowed, Ok(Some(_))),
+        "the rogue member took a command"
+    );
+    for id in 1..=12 {
+        assert_eq!(
+            world.app.http.get(&format!("/user/{id}")).await.status,
+            200,
+            "user {id}"
+        );
+    }
+}
