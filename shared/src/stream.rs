@@ -55,6 +55,8 @@ pub const PRODUCT_SAGA: StreamDef = stream!("PRODUCT_SAGA");
 pub const ORDER_SAGA: StreamDef = stream!("ORDER_SAGA");
 /// Owned by the order service: `order.evt.>` outcomes, kept for audit.
 pub const ORDER_EVENTS: StreamDef = stream!("ORDER_EVENTS");
+/// Created by every saga consumer: messages that could not be handled, under `dead.<subject>`.
+pub const DEAD_LETTERS: StreamDef = stream!("DEAD_LETTERS");
 
 /// The user service answers validation requests.
 pub const USER_VALIDATE: ConsumerDef = consumer!("USER_SAGA", "user-validate");
@@ -68,7 +70,13 @@ pub const ORDER_STOCK_VERDICTS: ConsumerDef = consumer!("PRODUCT_SAGA", "order-s
 pub const ORDER_PLACE: ConsumerDef = consumer!("ORDER_SAGA", "order-place");
 
 /// Every stream.
-pub const STREAMS: [StreamDef; 4] = [USER_SAGA, PRODUCT_SAGA, ORDER_SAGA, ORDER_EVENTS];
+pub const STREAMS: [StreamDef; 5] = [
+    USER_SAGA,
+    PRODUCT_SAGA,
+    ORDER_SAGA,
+    ORDER_EVENTS,
+    DEAD_LETTERS,
+];
 /// Every consumer.
 pub const CONSUMERS: [ConsumerDef; 5] = [
     USER_VALIDATE,

@@ -60,3 +60,18 @@ pub const ADMIN_RESET: &str = "admin.cmd.reset";
 /// did not come with the same id, and the handler applies each id once: a repeat gets the
 /// answer the first one got, never a second effect.
 pub const COMMAND_ID_HEADER: &str = "Command-Id";
+
+/// Where a saga message that could not be handled is kept: `dead.<its subject>` (stream
+/// `DEAD_LETTERS`), with headers saying why and where it came from.
+pub fn dead_letter(subject: &str) -> String {
+    format!("dead.{subject}")
+}
+
+/// Header of a dead letter: why it could not be handled.
+pub const DEAD_REASON_HEADER: &str = "Dead-Reason";
+/// Header of a dead letter: `<stream>:<sequence>` of the original message.
+pub const DEAD_ORIGIN_HEADER: &str = "Dead-Origin";
+/// Header of a dead letter: the consumer that gave up on it.
+pub const DEAD_CONSUMER_HEADER: &str = "Dead-Consumer";
+/// Header of a dead letter: how many times it was delivered.
+pub const DEAD_ATTEMPTS_HEADER: &str = "Dead-Attempts";

@@ -39,6 +39,7 @@ pub async fn ensure_stream(js: &Context, def: &StreamDef) -> anyhow::Result<()> 
 /// Creates (or updates) the durable consumer `def` and returns it. Its stream may belong to
 /// another service that is still starting, so this waits for the stream to appear.
 pub async fn consumer(js: &Context, def: &ConsumerDef) -> anyhow::Result<PullConsumer> {
+    ensure_stream(js, &shared::stream::DEAD_LETTERS).await?;
     let config: pull::Config = serde_json::from_str(def.json)
         .with_context(|| format!("consumer definition {}", def.name))?;
     let started = tokio::time::Instant::now();
@@ -119,18 +120,41 @@ const PULLERS: usize = 2;
 /// reason that may pass (503/500), terminated when it can never succeed (400, undecodable).
 ///
 /// On shutdown no new batch is pulled; what was already pulled is handled before this returns.
-pub async fn consume<T, F, Fut>(consumer: PullConsumer, shutdown: CancellationToken, handler: F)
-where
+pub async fn consume<T, F, Fut>(
+    js: Context,
+    consumer: PullConsumer,
+    shutdown: CancellationToken,
+    handler: F,
+) where
     T: DeserializeOwned,
     F: Fn(Delivery<T>) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
 {
-    let pullers = (0..PULLERS).map(|_| pull_loop(&consumer, &shutdown, &handler));
+    let info = consumer.cached_info();
+    let origin = Origin {
+        js,
+        stream: info.stream_name.clone(),
+        consumer: info.name.clone(),
+        max_deliver: info.config.max_deliver,
+    };
+    let pullers = (0..PULLERS).map(|_| pull_loop(&consumer, &origin, &shutdown, &handler));
     futures::future::join_all(pullers).await;
 }
 
-async fn pull_loop<T, F, Fut>(consumer: &PullConsumer, shutdown: &CancellationToken, handler: &F)
-where
+/// Where messages come from, and where those that cannot be handled go.
+struct Origin {
+    js: Context,
+    stream: String,
+    consumer: String,
+    max_deliver: i64,
+}
+
+async fn pull_loop<T, F, Fut>(
+    consumer: &PullConsumer,
+    origin: &Origin,
+    shutdown: &CancellationToken,
+    handler: &F,
+) where
     T: DeserializeOwned,
     F: Fn(Delivery<T>) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
@@ -156,7 +180,7 @@ where
         batch
             .for_each_concurrent(BATCH, |message| async move {
                 match message {
-                    Ok(message) => handle(message, handler).await,
+                    Ok(message) => handle(message, origin, handler).await,
                     Err(error) => tracing::debug!(%error, "pull batch ended"),
                 }
             })
@@ -164,14 +188,17 @@ where
     }
 }
 
-async fn handle<T, F, Fut>(message: jetstream::Message, handler: &F)
+async fn handle<T, F, Fut>(message: jetstream::Message, origin: &Origin, handler: &F)
 where
     T: DeserializeOwned,
     F: Fn(Delivery<T>) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
 {
     let subject = message.subject.to_string();
-    let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+    let (attempt, sequence) = message
+        .info()
+        .map(|info| (info.delivered, info.stream_sequence))
+        .unwrap_or((1, 0));
     let outcome = match serde_json::from_slice::<T>(&message.payload) {
         Ok(payload) => {
             handler(Delivery {
@@ -185,21 +212,152 @@ where
             "undecodable payload: {error}"
         ))),
     };
-    let ack = match outcome {
-        Ok(()) => AckKind::Ack,
-        Err(error) if error.code == shared::error::BAD_REQUEST => {
-            tracing::error!(%subject, error = %error.message, "poison saga message, terminating it");
-            AckKind::Term
-        }
-        Err(error) => {
-            let delay = retry_delay(attempt);
-            tracing::warn!(%subject, attempt, ?delay, error = %error.message, "saga message failed, will retry");
-            AckKind::Nak(Some(delay))
+    let ack = match dispose(outcome, attempt, origin.max_deliver) {
+        Disposition::Ack => AckKind::Ack,
+        Disposition::Retry(delay) => AckKind::Nak(Some(delay)),
+        Disposition::DeadLetter(reason) => {
+            tracing::error!(%subject, attempt, %reason, "saga message cannot be handled; moving it to DEAD_LETTERS");
+            let letter = DeadLetter {
+                subject: &subject,
+                payload: &message.payload,
+                reason: &reason,
+                attempts: attempt,
+            };
+            match dead_letter(origin, sequence, &letter).await {
+                Ok(()) => AckKind::Term,
+                Err(error) => {
+                    // Never drop it: without its dead letter stored, it stays to be tried again.
+                    tracing::error!(%subject, %error, "could not store the dead letter; will try again");
+                    AckKind::Nak(Some(retry_delay(attempt)))
+                }
+            }
         }
     };
     if let Err(error) = message.ack_with(ack).await {
         // Not acknowledged means redelivered after ack_wait; every handler is idempotent.
         tracing::warn!(%subject, %error, "could not acknowledge saga message");
+    }
+}
+
+/// What becomes of a message once its handler has run.
+#[derive(Debug, Clone, PartialEq)]
+enum Disposition {
+    /// Done.
+    Ack,
+    /// Deliver it again after this delay.
+    Retry(Duration),
+    /// Give up on it: keep it in `DEAD_LETTERS` with this reason.
+    DeadLetter(String),
+}
+
+/// A handler error that is neither "malformed" nor "unavailable" gets this many deliveries.
+const FAILING_ATTEMPTS: i64 = 10;
+
+/// Malformed: dead at once. Failing: retried, dead after [`FAILING_ATTEMPTS`]. Unavailable (a
+/// dependency is down, which passes): retried until the consumer's last delivery.
+fn dispose(outcome: Result<(), HandlerError>, attempt: i64, max_deliver: i64) -> Disposition {
+    let last = max_deliver > 0 && attempt >= max_deliver;
+    match outcome {
+        Ok(()) => Disposition::Ack,
+        Err(error) if error.code == shared::error::BAD_REQUEST => {
+            Disposition::DeadLetter(error.message)
+        }
+        Err(error) if error.code == shared::error::UNAVAILABLE && !last => {
+            tracing::warn!(attempt, error = %error.message, "dependency unavailable; saga message will be retried");
+            Disposition::Retry(retry_delay(attempt))
+        }
+        Err(error) if attempt >= FAILING_ATTEMPTS || last => Disposition::DeadLetter(format!(
+            "still failing after {attempt} deliveries: {}",
+            error.message
+        )),
+        Err(error) => {
+            tracing::warn!(attempt, error = %error.message, "saga message failed; will retry");
+            Disposition::Retry(retry_delay(attempt))
+        }
+    }
+}
+
+/// A message given up on.
+struct DeadLetter<'a> {
+    subject: &'a str,
+    payload: &'a [u8],
+    reason: &'a str,
+    attempts: i64,
+}
+
+/// Stores `letter` in `DEAD_LETTERS` under `dead.<subject>`, once per origin message.
+async fn dead_letter(
+    origin: &Origin,
+    sequence: u64,
+    letter: &DeadLetter<'_>,
+) -> anyhow::Result<()> {
+    use shared::subject::{
+        DEAD_ATTEMPTS_HEADER, DEAD_CONSUMER_HEADER, DEAD_ORIGIN_HEADER, DEAD_REASON_HEADER,
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    // Header values are one line: keep the reason's first and cap its length.
+    let reason: String = letter
+        .reason
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect();
+    headers.insert(DEAD_REASON_HEADER, reason.as_str());
+    headers.insert(
+        DEAD_ORIGIN_HEADER,
+        format!("{}:{sequence}", origin.stream).as_str(),
+    );
+    headers.insert(DEAD_CONSUMER_HEADER, origin.consumer.as_str());
+    headers.insert(DEAD_ATTEMPTS_HEADER, letter.attempts.to_string().as_str());
+    let publish = PublishMessage::build()
+        .payload(bytes::Bytes::copy_from_slice(letter.payload))
+        .headers(headers)
+        .message_id(format!("dead:{}:{sequence}", origin.stream));
+    let subject = shared::subject::dead_letter(letter.subject);
+    origin.js.send_publish(subject, publish).await?.await?;
+    Ok(())
+}
+
+/// Watches JetStream's advisory for messages of this consumer that reached `max_deliver`
+/// without an acknowledgement (their handler's process kept dying), and moves them to
+/// `DEAD_LETTERS` too. Every replica watches; the message id keeps one copy.
+async fn watch_max_deliveries(origin: Origin, client: async_nats::Client) {
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+        origin.stream, origin.consumer
+    );
+    let mut advisories = match client.subscribe(subject).await {
+        Ok(advisories) => advisories,
+        Err(error) => return tracing::warn!(%error, "cannot watch max-deliveries advisories"),
+    };
+    while let Some(advisory) = advisories.next().await {
+        let advisory: serde_json::Value =
+            serde_json::from_slice(&advisory.payload).unwrap_or_default();
+        let Some(sequence) = advisory["stream_seq"].as_u64() else {
+            continue;
+        };
+        let attempts = advisory["deliveries"]
+            .as_i64()
+            .unwrap_or(origin.max_deliver);
+        let moved = async {
+            let stream = origin.js.get_stream(&origin.stream).await?;
+            let message = stream.get_raw_message(sequence).await?;
+            let reason = format!("its handler never finished in {attempts} deliveries");
+            let letter = DeadLetter {
+                subject: &message.subject,
+                payload: &message.payload,
+                reason: &reason,
+                attempts,
+            };
+            dead_letter(&origin, sequence, &letter).await?;
+            stream.delete_message(sequence).await?;
+            anyhow::Ok(())
+        };
+        if let Err(error) = moved.await {
+            tracing::debug!(%error, sequence, "max-deliveries advisory: message already moved or gone");
+        }
     }
 }
 
@@ -213,24 +371,39 @@ fn retry_delay(attempt: i64) -> Duration {
 pub struct Worker {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Worker {
-    /// Starts consuming `consumer` with `handler` (see [`consume`]).
-    pub fn spawn<T, F, Fut>(consumer: PullConsumer, handler: F) -> Self
+    /// Starts consuming `consumer` with `handler` (see [`consume`]), and moving what JetStream
+    /// gives up on to `DEAD_LETTERS`.
+    pub fn spawn<T, F, Fut>(js: &Context, consumer: PullConsumer, handler: F) -> Self
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Delivery<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(consume(consumer, stop.clone(), handler));
-        Self { stop, task }
+        let info = consumer.cached_info();
+        let origin = Origin {
+            js: js.clone(),
+            stream: info.stream_name.clone(),
+            consumer: info.name.clone(),
+            max_deliver: info.config.max_deliver,
+        };
+        let watcher = tokio::spawn(watch_max_deliveries(origin, js.client()));
+        let task = tokio::spawn(consume(js.clone(), consumer, stop.clone(), handler));
+        Self {
+            stop,
+            task,
+            watcher,
+        }
     }
 
     /// Stops pulling and waits, at most `patience`, for the messages already pulled.
     pub async fn stop(self, patience: Duration) {
         self.stop.cancel();
+        self.watcher.abort();
         if tokio::time::timeout(patience, self.task).await.is_err() {
             tracing::warn!(
                 "saga worker still busy at shutdown deadline; its messages will be redelivered"
@@ -247,6 +420,36 @@ mod tests {
     fn retries_back_off_exponentially_up_to_five_seconds() {
         let delays: Vec<u128> = (1..=9).map(|n| retry_delay(n).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
+
+    #[test]
+    fn malformed_messages_die_at_once_failing_ones_after_ten_tries_and_unavailable_ones_wait() {
+        let malformed = Err(HandlerError::bad_request("bad"));
+        assert_eq!(
+            dispose(malformed, 1, 100),
+            Disposition::DeadLetter("bad".into())
+        );
+        assert_eq!(dispose(Ok(()), 100, 100), Disposition::Ack);
+        assert_eq!(
+            dispose(Err(HandlerError::internal("x")), 3, 100),
+            Disposition::Retry(retry_delay(3))
+        );
+        assert!(matches!(
+            dispose(Err(HandlerError::internal("x")), 10, 100),
+            Disposition::DeadLetter(_)
+        ));
+        assert_eq!(
+            dispose(Err(HandlerError::unavailable("db")), 50, 100),
+            Disposition::Retry(retry_delay(50))
+        );
+        assert!(matches!(
+            dispose(Err(HandlerError::unavailable("db")), 100, 100),
+            Disposition::DeadLetter(_)
+        ));
+        assert_eq!(
+            dispose(Err(HandlerError::unavailable("db")), 500, -1),
+            Disposition::Retry(retry_delay(500))
+        );
     }
 
     #[test]

@@ -28,11 +28,18 @@ pub async fn start_saga(state: AppState) -> anyhow::Result<Vec<Worker>> {
     let place_consumer = kit::jetstream::consumer(&state.js, &stream::ORDER_PLACE).await?;
     let users = kit::jetstream::consumer(&state.js, &stream::ORDER_USER_VERDICTS).await?;
     let stock = kit::jetstream::consumer(&state.js, &stream::ORDER_STOCK_VERDICTS).await?;
+    let js = state.js.clone();
     let (s1, s2, s3) = (state.clone(), state.clone(), state);
     Ok(vec![
-        Worker::spawn(place_consumer, move |delivery| place(s1.clone(), delivery)),
-        Worker::spawn(users, move |delivery| user_verdict(s2.clone(), delivery)),
-        Worker::spawn(stock, move |delivery| stock_verdict(s3.clone(), delivery)),
+        Worker::spawn(&js, place_consumer, move |delivery| {
+            place(s1.clone(), delivery)
+        }),
+        Worker::spawn(&js, users, move |delivery| {
+            user_verdict(s2.clone(), delivery)
+        }),
+        Worker::spawn(&js, stock, move |delivery| {
+            stock_verdict(s3.clone(), delivery)
+        }),
     ])
 }
 

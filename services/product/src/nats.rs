@@ -126,7 +126,8 @@ async fn get(state: AppState, query: GetProduct) -> Result<ProductReply, Handler
 pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
     kit::jetstream::ensure_stream(&state.js, &stream::PRODUCT_SAGA).await?;
     let consumer = kit::jetstream::consumer(&state.js, &stream::PRODUCT_STOCK).await?;
-    Ok(Worker::spawn(consumer, move |delivery| {
+    let js = state.js.clone();
+    Ok(Worker::spawn(&js, consumer, move |delivery| {
         stock(state.clone(), delivery)
     }))
 }

@@ -120,7 +120,8 @@ async fn get(state: AppState, query: GetUser) -> Result<UserReply, HandlerError>
 pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
     kit::jetstream::ensure_stream(&state.js, &stream::USER_SAGA).await?;
     let consumer = kit::jetstream::consumer(&state.js, &stream::USER_VALIDATE).await?;
-    Ok(Worker::spawn(consumer, move |delivery| {
+    let js = state.js.clone();
+    Ok(Worker::spawn(&js, consumer, move |delivery| {
         validate(state.clone(), delivery)
     }))
 }

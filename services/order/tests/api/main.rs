@@ -3,5 +3,6 @@
 
 mod admin;
 mod contract;
+mod dead_letters;
 mod helpers;
 mod saga;
