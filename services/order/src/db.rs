@@ -1,8 +1,10 @@
 //! SQL on `order_db`. Each function is one statement; the saga's decisions happen inside the
 //! `UPDATE` that records a verdict, under the order's row lock.
 
+use std::time::Duration;
+
 use shared::saga::PlaceOrder;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -15,8 +17,10 @@ pub struct Order {
     pub quantity: i32,
     /// `pending`, `confirmed` or `rejected`.
     pub state: String,
-    /// Why it was rejected.
+    /// Why it was rejected (none when it outlived its final deadline).
     pub reason: Option<String>,
+    /// The user verdict, once known.
+    pub user_valid: Option<bool>,
 
     /// The stock verdict once known (`reserved`, a rejection reason), or `released` after compensation.
     pub stock: Option<String>,
@@ -32,11 +36,11 @@ pub async fn insert_pending(db: impl PgExecutor<'_>, order: &PlaceOrder) -> sqlx
         "with inserted as (
              insert into orders (id, user_id, product_id, quantity) values ($1, $2, $3, $4)
              on conflict (id) do nothing
-             returning id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at
+             returning id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
          )
          select * from inserted
          union all
-         select id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at
+         select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
          from orders where id = $1
          limit 1",
     )
@@ -68,7 +72,7 @@ pub async fn record_user_verdict(
                            else stock end,
              updated_at = now()
          where id = $1 and state = 'pending' and user_valid is null
-         returning id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at",
+         returning id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at",
     )
     .bind(order_id)
     .bind(valid)
@@ -96,7 +100,7 @@ pub async fn record_stock_verdict(
                            else $2 end,
              updated_at = now()
          where id = $1 and state = 'pending' and stock is null
-         returning id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at",
+         returning id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at",
     )
     .bind(order_id)
     .bind(stock)
@@ -104,13 +108,16 @@ pub async fn record_stock_verdict(
     .await
 }
 
-/// Notes that a rejected order's reservation was given back.
+/// Notes that a rejected order's stock was given back (or, never taken, can no longer be).
 #[tracing::instrument(skip_all, fields(%order_id), err)]
 pub async fn mark_released(db: impl PgExecutor<'_>, order_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("update orders set stock = 'released', updated_at = now() where id = $1 and state = 'rejected' and stock = 'reserved'")
-        .bind(order_id)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "update orders set stock = 'released', updated_at = now()
+         where id = $1 and state = 'rejected' and (stock is null or stock = 'reserved')",
+    )
+    .bind(order_id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -118,7 +125,7 @@ pub async fn mark_released(db: impl PgExecutor<'_>, order_id: Uuid) -> sqlx::Res
 #[tracing::instrument(skip_all, fields(%id), err)]
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Order>> {
     sqlx::query_as(
-        "select id, user_id, product_id, quantity, state, reason, stock, created_at, updated_at
+        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
          from orders where id = $1",
     )
     .bind(id)
@@ -142,4 +149,69 @@ pub async fn purchased(db: impl PgExecutor<'_>, user_id: i32) -> sqlx::Result<Ve
 /// Deletes every order (operator reset).
 pub async fn delete_everything(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query("truncate orders").execute(db).await.map(drop)
+}
+
+/// Claims (row locks, skipping rows another replica holds) up to `limit` orders still pending
+/// with no change for `quiet`, oldest first, for the sweeper.
+#[tracing::instrument(skip_all, err)]
+pub async fn claim_stale(
+    db: &mut PgConnection,
+    quiet: Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<Order>> {
+    sqlx::query_as(
+        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
+         from orders
+         where state = 'pending' and updated_at < now() - make_interval(secs => $1)
+         order by updated_at
+         limit $2
+         for update skip locked",
+    )
+    .bind(quiet.as_secs_f64())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Claims up to `limit` rejected orders whose stock has not been confirmed released, with no
+/// change for `quiet`: their release is sent again.
+#[tracing::instrument(skip_all, err)]
+pub async fn claim_unreleased(
+    db: &mut PgConnection,
+    quiet: Duration,
+    limit: i64,
+) -> sqlx::Result<Vec<Order>> {
+    sqlx::query_as(
+        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
+         from orders
+         where state = 'rejected' and (stock is null or stock = 'reserved')
+               and updated_at < now() - make_interval(secs => $1)
+         order by updated_at
+         limit $2
+         for update skip locked",
+    )
+    .bind(quiet.as_secs_f64())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Rejects claimed pending orders that outlived their final deadline (no reason: undecided).
+#[tracing::instrument(skip_all, err)]
+pub async fn expire(db: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("update orders set state = 'rejected', reason = null, updated_at = now() where id = any($1) and state = 'pending'")
+        .bind(ids)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Marks claimed orders as just looked at, so the next re-drive waits a full period.
+#[tracing::instrument(skip_all, err)]
+pub async fn touch(db: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("update orders set updated_at = now() where id = any($1)")
+        .bind(ids)
+        .execute(db)
+        .await
+        .map(drop)
 }

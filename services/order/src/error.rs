@@ -23,6 +23,9 @@ pub enum Error {
     /// The product has fewer units than ordered.
     #[error("not enough stock")]
     OutOfStock,
+    /// The order outlived its final deadline undecided.
+    #[error("the order could not be decided in time")]
+    Undecided,
     /// A method other than POST on `/order`.
     #[error("method not allowed on /order")]
     OrderMethodNotAllowed,
@@ -70,7 +73,9 @@ impl IntoResponse for Error {
             Self::Invalid(Rejection::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, json!({})),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, json!({})),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
-            Self::Publish(_) | Self::Nats(kit::nats::RequestError::Unavailable { .. }) => (
+            Self::Undecided
+            | Self::Publish(_)
+            | Self::Nats(kit::nats::RequestError::Unavailable { .. }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"status": "Service Unavailable"}),
             ),

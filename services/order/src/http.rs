@@ -102,7 +102,9 @@ fn answer(outcome: &OrderOutcome) -> Result<Response, Error> {
         }))
         .into_response()),
         (_, Some(RejectReason::InsufficientStock)) => Err(Error::OutOfStock),
-        _ => Err(Error::UnknownParty),
+        (_, Some(_)) => Err(Error::UnknownParty),
+        // Rejected without a reason: the saga could not decide it before its final deadline.
+        (_, None) => Err(Error::Undecided),
     }
 }
 

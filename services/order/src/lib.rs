@@ -6,6 +6,7 @@ mod db;
 mod error;
 mod http;
 mod nats;
+mod sweeper;
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,7 +15,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, Deadlines};
 pub use error::Error;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
@@ -64,6 +65,12 @@ pub async fn run(
     };
     let listener_task = nats::listen_outcomes(&state).await?;
     let workers = nats::start_saga(state.clone()).await?;
+    let sweeping = CancellationToken::new();
+    let sweeper = tokio::spawn(sweeper::run(
+        state.clone(),
+        config.deadlines,
+        sweeping.clone(),
+    ));
     let reset_state = state.clone();
     let admin = kit::admin::listen(
         &nats,
@@ -82,6 +89,8 @@ pub async fn run(
         common.shutdown_timeout,
     )
     .await?;
+    sweeping.cancel();
+    let _ = sweeper.await;
     for worker in workers {
         worker.stop(common.shutdown_timeout).await;
     }

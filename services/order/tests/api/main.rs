@@ -6,3 +6,4 @@ mod contract;
 mod dead_letters;
 mod helpers;
 mod saga;
+mod sweeper;

@@ -4,21 +4,15 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, Context, message::PublishMessage};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use shared::{
-    saga::{
-        OrderOutcome, OrderState, PlaceOrder, RejectReason, StockOutcome, StockVerdict, UserVerdict,
-    },
-    stream,
-};
-use testkit::{NatsServer, Postgres, app::TestApp};
+use shared::saga::{OrderOutcome, OrderState, PlaceOrder, RejectReason, StockOutcome};
+use testkit::Postgres;
 use uuid::Uuid;
 
 use testkit::eventually;
 
-use crate::helpers::{World, place, spawn_order};
+use crate::helpers::{DEADLINES, Lone, World};
 
 #[tokio::test]
 async fn an_order_for_an_existing_user_and_enough_stock_is_confirmed_and_takes_the_stock() {
@@ -95,124 +89,9 @@ async fn an_order_for_an_unknown_product_or_beyond_the_stock_is_rejected_and_tak
     assert_eq!(held, "0");
 }
 
-/// The order service alone, with the streams of the services it talks to, which the test plays.
-struct Lone {
-    _nats: NatsServer,
-    order: TestApp,
-    js: Context,
-    client: async_nats::Client,
-}
-
-impl Lone {
-    async fn new() -> Self {
-        let nats = NatsServer::start();
-        let client = async_nats::connect(nats.url()).await.expect("connect");
-        let js = jetstream::new(client.clone());
-        kit::jetstream::ensure_stream(&js, &stream::USER_SAGA)
-            .await
-            .expect("USER_SAGA");
-        kit::jetstream::ensure_stream(&js, &stream::PRODUCT_SAGA)
-            .await
-            .expect("PRODUCT_SAGA");
-        let order = spawn_order(&Postgres::shared().database(), &nats.url()).await;
-        Self {
-            _nats: nats,
-            order,
-            js,
-            client,
-        }
-    }
-
-    /// Places an order with `Prefer: respond-async` and waits until the saga has stored it.
-    async fn place_pending(&self, user_id: i32, product_id: i32, quantity: i32) -> Uuid {
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/order", self.order.addr))
-            .header("prefer", "respond-async")
-            .json(&place(user_id, product_id, quantity))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 202);
-        let body: Value = response.json().await.expect("json");
-        let id: Uuid = body["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .expect("uuid");
-        eventually("the pending order", || async {
-            (self.state(id).await == "pending").then_some(())
-        })
-        .await;
-        id
-    }
-
-    async fn state(&self, id: Uuid) -> String {
-        let reply = self.order.http.get(&format!("/order/{id}")).await;
-        reply.json["state"].as_str().unwrap_or("absent").to_owned()
-    }
-
-    /// Publishes a verdict (with a fresh message id, as a redelivery would have) and waits until
-    /// the order saga has acknowledged it.
-    async fn deliver(&self, subject: &str, payload: Value, consumer: &str, stream: &str) {
-        let message = PublishMessage::build()
-            .payload(payload.to_string().into())
-            .message_id(Uuid::new_v4().to_string());
-        let ack = self
-            .js
-            .send_publish(subject.to_owned(), message)
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
-        let stream = self.js.get_stream(stream).await.expect("stream");
-        eventually("the acknowledgement", || async {
-            let info = stream.clone().consumer_info(consumer).await.ok()?;
-            (info.ack_floor.stream_sequence >= ack.sequence).then_some(())
-        })
-        .await;
-    }
-
-    async fn user_verdict(&self, order_id: Uuid, valid: bool) {
-        let subject = if valid {
-            "user.evt.validated"
-        } else {
-            "user.evt.rejected"
-        };
-        let verdict = UserVerdict {
-            order_id,
-            user_id: 1,
-            valid,
-        };
-        self.deliver(subject, json!(verdict), "order-user-verdicts", "USER_SAGA")
-            .await;
-    }
-
-    async fn stock_verdict(
-        &self,
-        order_id: Uuid,
-        outcome: StockOutcome,
-        reason: Option<RejectReason>,
-    ) {
-        let verdict = StockVerdict {
-            order_id,
-            product_id: 2,
-            quantity: 1,
-            outcome,
-            reason,
-        };
-        let subject = shared::subject::stock_verdict(outcome);
-        self.deliver(
-            subject,
-            json!(verdict),
-            "order-stock-verdicts",
-            "PRODUCT_SAGA",
-        )
-        .await;
-    }
-}
-
 #[tokio::test]
 async fn the_user_verdict_may_arrive_before_or_after_the_stock_verdict() {
-    let lone = Lone::new().await;
+    let lone = Lone::new(DEADLINES).await;
     let mut outcomes = lone
         .client
         .subscribe("order.evt.>")
@@ -256,7 +135,7 @@ async fn the_user_verdict_may_arrive_before_or_after_the_stock_verdict() {
 
 #[tokio::test]
 async fn a_rejection_after_stock_was_reserved_sends_one_release_whichever_verdict_came_first() {
-    let lone = Lone::new().await;
+    let lone = Lone::new(DEADLINES).await;
     let mut releases = lone
         .client
         .subscribe("product.cmd.release")
@@ -296,7 +175,7 @@ async fn a_rejection_after_stock_was_reserved_sends_one_release_whichever_verdic
 
 #[tokio::test]
 async fn a_redelivered_verdict_changes_nothing_already_decided() {
-    let lone = Lone::new().await;
+    let lone = Lone::new(DEADLINES).await;
     let id = lone.place_pending(1, 2, 1).await;
     lone.stock_verdict(
         id,
@@ -328,7 +207,7 @@ async fn a_redelivered_verdict_changes_nothing_already_decided() {
 
 #[tokio::test]
 async fn stock_reserved_late_for_an_order_already_rejected_is_released() {
-    let lone = Lone::new().await;
+    let lone = Lone::new(DEADLINES).await;
     let mut releases = lone
         .client
         .subscribe("product.cmd.release")
@@ -356,7 +235,7 @@ async fn stock_reserved_late_for_an_order_already_rejected_is_released() {
 
 #[tokio::test]
 async fn a_redelivered_place_command_stores_the_order_once_and_asks_once() {
-    let lone = Lone::new().await;
+    let lone = Lone::new(DEADLINES).await;
     let order = PlaceOrder {
         order_id: Uuid::now_v7(),
         user_id: 1,

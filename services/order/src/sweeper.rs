@@ -1,0 +1,105 @@
+//! The deadline sweeper: no order stays pending forever, and no rejected order keeps stock.
+//!
+//! Every replica sweeps; each claims rows with `FOR UPDATE SKIP LOCKED`, so an order is handled
+//! by one replica at a time. Past the first deadline a pending order's missing verdicts are
+//! requested again (the handlers are idempotent); past the final one it is rejected and its
+//! stock released. A rejected order whose release has not been confirmed gets it sent again.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use shared::{
+    saga::{OrderOutcome, OrderState, StockRequest, ValidateUser, message_id},
+    subject,
+};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AppState, config::Deadlines, db};
+
+/// Orders claimed per sweep and kind.
+const BATCH: i64 = 100;
+
+/// Sweeps every `deadlines.sweep_every` until `stop`.
+pub async fn run(state: AppState, deadlines: Deadlines, stop: CancellationToken) {
+    let mut every = tokio::time::interval(deadlines.sweep_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = sweep(&state, &deadlines).await {
+            tracing::warn!(error = ?error, "sweep failed; trying again next time");
+        }
+    }
+}
+
+/// One pass: pending orders first, then unconfirmed releases.
+pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()> {
+    let mut tx = state.pool.begin().await?;
+    let stale = db::claim_stale(&mut tx, deadlines.redrive_after, BATCH).await?;
+    let cutoff = OffsetDateTime::now_utc() - deadlines.reject_after;
+    let (expired, redriven): (Vec<db::Order>, Vec<db::Order>) =
+        stale.into_iter().partition(|o| o.created_at < cutoff);
+    let ids = |orders: &[db::Order]| orders.iter().map(|o| o.id).collect::<Vec<_>>();
+    db::expire(&mut tx, &ids(&expired)).await?;
+    db::touch(&mut tx, &ids(&redriven)).await?;
+    let unreleased = db::claim_unreleased(&mut tx, deadlines.redrive_after, BATCH).await?;
+    db::touch(&mut tx, &ids(&unreleased)).await?;
+    tx.commit().await?;
+
+    // Published after the commit: a crash in between leaves the orders to the next sweep.
+    let round = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    for order in &redriven {
+        tracing::warn!(order_id = %order.id, "order still pending; asking again for its verdicts");
+        if order.user_valid.is_none() {
+            let validate = ValidateUser {
+                order_id: order.id,
+                user_id: order.user_id,
+            };
+            let id = format!("{}:{round}", message_id("validate", order.id));
+            kit::jetstream::publish(&state.js, subject::USER_VALIDATE, &id, &validate).await?;
+        }
+        if order.stock.is_none() {
+            let id = format!("{}:{round}", message_id("reserve", order.id));
+            kit::jetstream::publish(&state.js, subject::PRODUCT_RESERVE, &id, &stock(order))
+                .await?;
+        }
+    }
+    for order in &expired {
+        tracing::warn!(order_id = %order.id, "order outlived its final deadline; rejecting it");
+        let outcome = OrderOutcome {
+            order_id: order.id,
+            user_id: order.user_id,
+            product_id: order.product_id,
+            quantity: order.quantity,
+            state: OrderState::Rejected,
+            reason: None,
+        };
+        let subject = subject::order_outcome(order.id, OrderState::Rejected);
+        kit::jetstream::publish(
+            &state.js,
+            &subject,
+            &message_id("outcome", order.id),
+            &outcome,
+        )
+        .await?;
+    }
+    // Expired orders may hold stock, or may yet be given some by a late reserve: release either
+    // way (a release before its reserve leaves a mark that makes the reserve take nothing).
+    for order in expired.iter().chain(&unreleased) {
+        let id = format!("{}:{round}", message_id("release", order.id));
+        kit::jetstream::publish(&state.js, subject::PRODUCT_RELEASE, &id, &stock(order)).await?;
+    }
+    Ok(())
+}
+
+fn stock(order: &db::Order) -> StockRequest {
+    StockRequest {
+        order_id: order.id,
+        product_id: order.product_id,
+        quantity: order.quantity,
+    }
+}
