@@ -66,21 +66,19 @@ pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// How long `command_log` keeps an entry: repeats of a command come within its request timeout.
-const COMMAND_LOG_KEEP: &str = "10 minutes";
+/// Forgets commands old enough that no repeat of them can still arrive: repeats come within
+/// the requester's timeout, and ten minutes is far beyond it.
+pub const PRUNE_COMMAND_LOG: &str =
+    "delete from command_log where at < now() - interval '10 minutes'";
 
-/// Every minute, forgets commands old enough that no repeat of them can still arrive.
-pub fn prune_command_log(pool: PgPool) -> tokio::task::JoinHandle<()> {
+/// Runs `statement` (a `delete` of rows past their use) every minute, in the background.
+pub fn prune_every_minute(pool: PgPool, statement: &'static str) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
-            let pruned = sqlx::query("delete from command_log where at < now() - $1::interval")
-                .bind(COMMAND_LOG_KEEP)
-                .execute(&pool)
-                .await;
-            if let Err(error) = pruned {
-                tracing::warn!(%error, "pruning command_log");
+            if let Err(error) = sqlx::query(statement).execute(&pool).await {
+                tracing::warn!(%error, statement, "pruning");
             }
         }
     })

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use shared::saga::PlaceOrder;
-use sqlx::{PgConnection, PgExecutor};
+use shared::saga::{OrderOutcome, OrderState, PlaceOrder, RejectReason};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -26,6 +26,21 @@ pub struct Order {
     pub stock: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+impl Order {
+    /// How the order ended, once it is decided.
+    pub fn outcome(&self) -> Option<OrderOutcome> {
+        let state = OrderState::parse(&self.state).filter(|s| *s != OrderState::Pending)?;
+        Some(OrderOutcome {
+            order_id: self.id,
+            user_id: self.user_id,
+            product_id: self.product_id,
+            quantity: self.quantity,
+            state,
+            reason: self.reason.as_deref().and_then(RejectReason::parse),
+        })
+    }
 }
 
 /// Stores a placed order as pending; a second delivery of the same order changes nothing.
@@ -148,7 +163,10 @@ pub async fn purchased(db: impl PgExecutor<'_>, user_id: i32) -> sqlx::Result<Ve
 
 /// Deletes every order (operator reset).
 pub async fn delete_everything(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
-    sqlx::query("truncate orders").execute(db).await.map(drop)
+    sqlx::query("truncate orders, idempotency_keys")
+        .execute(db)
+        .await
+        .map(drop)
 }
 
 /// Claims (row locks, skipping rows another replica holds) up to `limit` orders still pending
@@ -215,3 +233,50 @@ pub async fn touch(db: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
         .await
         .map(drop)
 }
+
+/// What claiming an `Idempotency-Key` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free; it now stands for the order given.
+    Taken,
+    /// An earlier request holds the key, for this order.
+    Held(PlaceOrder),
+}
+
+/// Claims `key` for `order`. The primary key decides between concurrent requests; the loser
+/// reads what the winner stored (a fresh statement, so it sees the winner's commit).
+#[tracing::instrument(skip_all, fields(order_id = %order.order_id), err)]
+pub async fn claim_key(db: &PgPool, key: &str, order: &PlaceOrder) -> sqlx::Result<Claim> {
+    let taken: Option<Uuid> = sqlx::query_scalar(
+        "insert into idempotency_keys (key, order_id, user_id, product_id, quantity)
+         values ($1, $2, $3, $4, $5)
+         on conflict (key) do nothing
+         returning order_id",
+    )
+    .bind(key)
+    .bind(order.order_id)
+    .bind(order.user_id)
+    .bind(order.product_id)
+    .bind(order.quantity)
+    .fetch_optional(db)
+    .await?;
+    if taken.is_some() {
+        return Ok(Claim::Taken);
+    }
+    let (order_id, user_id, product_id, quantity) = sqlx::query_as(
+        "select order_id, user_id, product_id, quantity from idempotency_keys where key = $1",
+    )
+    .bind(key)
+    .fetch_one(db)
+    .await?;
+    Ok(Claim::Held(PlaceOrder {
+        order_id,
+        user_id,
+        product_id,
+        quantity,
+    }))
+}
+
+/// Forgets keys older than a day: a client retries within minutes, not days.
+pub const PRUNE_IDEMPOTENCY_KEYS: &str =
+    "delete from idempotency_keys where created_at < now() - interval '1 day'";

@@ -26,6 +26,9 @@ pub enum Error {
     /// The order outlived its final deadline undecided.
     #[error("the order could not be decided in time")]
     Undecided,
+    /// An `Idempotency-Key` already used for a different order.
+    #[error("Idempotency-Key already used for a different order")]
+    KeyReused,
     /// A method other than POST on `/order`.
     #[error("method not allowed on /order")]
     OrderMethodNotAllowed,
@@ -64,6 +67,10 @@ impl IntoResponse for Error {
             Self::OutOfStock => (
                 StatusCode::CONFLICT,
                 json!({"status": "Exceeded quantity limit"}),
+            ),
+            Self::KeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"status": "Invalid Request"}),
             ),
             Self::OrderMethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
 
 /// `POST /order`: validate (400 first), hand the order to the saga, and wait a bounded time
 /// for its outcome; past the bound, or with `Prefer: respond-async`, answer 202 at once.
+///
+/// With an `Idempotency-Key`, the first request claims the key for its order; a repeat with
+/// the same order answers that order's outcome (placing it again under the same id if the
+/// first placement never reached the saga), and a repeat with another order is 422.
 async fn place(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -56,8 +60,25 @@ async fn place(
     let order = parse_order(body, &state)
         .await
         .map_err(Error::InvalidOrder)?;
+    let key = idempotency_key(&headers).map_err(Error::InvalidOrder)?;
+    let (order, repeat) = match key {
+        None => (order, false),
+        Some(key) => match db::claim_key(&state.pool, key, &order).await? {
+            db::Claim::Taken => (order, false),
+            db::Claim::Held(first) if same_order(&first, &order) => (first, true),
+            db::Claim::Held(_) => return Err(Error::KeyReused),
+        },
+    };
     let respond_async = prefers_async(&headers);
+    // Registered before the order is looked up or published, so that no outcome is missed.
     let waiter = (!respond_async).then(|| Waiter::new(&state.waiters, order.order_id));
+    if repeat
+        && let Some(outcome) = db::find(&state.pool, order.order_id)
+            .await?
+            .and_then(|stored| stored.outcome())
+    {
+        return answer(&outcome);
+    }
     let id = message_id("place", order.order_id);
     kit::jetstream::publish(&state.js, subject::ORDER_PLACE, &id, &order).await?;
     let Some(waiter) = waiter else {
@@ -67,6 +88,31 @@ async fn place(
         Some(outcome) => answer(&outcome),
         None => Ok(accepted(order.order_id)),
     }
+}
+
+/// Whether two placements order the same thing (their ids differ: each request allocates one).
+fn same_order(a: &PlaceOrder, b: &PlaceOrder) -> bool {
+    (a.user_id, a.product_id, a.quantity) == (b.user_id, b.product_id, b.quantity)
+}
+
+/// The `Idempotency-Key` header, if sent: one value of 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = |why: &str| Rejection::Invalid(format!("Idempotency-Key {why}"));
+    if values.next().is_some() {
+        return Err(invalid("sent more than once"));
+    }
+    let key = value
+        .to_str()
+        .map_err(|_| invalid("is not visible ASCII"))?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(invalid("must be 1 to 255 visible ASCII characters"));
+    }
+    Ok(Some(key))
 }
 
 async fn parse_order(body: Body, state: &AppState) -> Result<PlaceOrder, Rejection> {
@@ -147,6 +193,8 @@ impl Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
+        // Closed first, so that `forget` sees this wait as over and leaves the others.
+        drop(self.receiver.take());
         self.waiters.forget(self.order_id);
     }
 }

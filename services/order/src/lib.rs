@@ -63,6 +63,7 @@ pub async fn run(
         waiters: Arc::default(),
         order_wait: config.order_wait,
     };
+    let pruning = kit::db::prune_every_minute(pool.clone(), db::PRUNE_IDEMPOTENCY_KEYS);
     let listener_task = nats::listen_outcomes(&state).await?;
     let workers = nats::start_saga(state.clone()).await?;
     let sweeping = CancellationToken::new();
@@ -98,6 +99,7 @@ pub async fn run(
         tracing::warn!(%error, "draining NATS");
     }
     listener_task.abort();
+    pruning.abort();
     if let Some(admin) = admin {
         admin.abort();
     }

@@ -11,8 +11,8 @@ use kit::{
 };
 use shared::{
     saga::{
-        OrderOutcome, OrderState, PlaceOrder, RejectReason, StockOutcome, StockRequest,
-        StockVerdict, UserVerdict, ValidateUser, message_id,
+        OrderOutcome, OrderState, PlaceOrder, StockOutcome, StockRequest, StockVerdict,
+        UserVerdict, ValidateUser, message_id,
     },
     stream, subject,
 };
@@ -141,22 +141,13 @@ async fn resettle(state: &AppState, order_id: Uuid, reserved: bool) -> Result<()
 
 /// Publishes a decided order's outcome, and releases its stock if it was rejected holding some.
 async fn settle(state: &AppState, order: &db::Order) -> Result<(), HandlerError> {
-    let Some(outcome_state) = OrderState::parse(&order.state).filter(|s| *s != OrderState::Pending)
-    else {
+    let Some(outcome) = order.outcome() else {
         return Ok(());
     };
-    if outcome_state == OrderState::Rejected && order.stock.as_deref() == Some("reserved") {
+    if outcome.state == OrderState::Rejected && order.stock.as_deref() == Some("reserved") {
         release(state, order).await?;
     }
-    let outcome = OrderOutcome {
-        order_id: order.id,
-        user_id: order.user_id,
-        product_id: order.product_id,
-        quantity: order.quantity,
-        state: outcome_state,
-        reason: order.reason.as_deref().and_then(RejectReason::parse),
-    };
-    let subject = subject::order_outcome(order.id, outcome_state);
+    let subject = subject::order_outcome(order.id, outcome.state);
     kit::jetstream::publish(
         &state.js,
         &subject,
@@ -183,30 +174,38 @@ async fn release(state: &AppState, order: &db::Order) -> Result<(), HandlerError
     .map_err(|error| Error::from(error).into())
 }
 
-/// HTTP requests waiting for their order's outcome, by order id.
+/// HTTP requests waiting for their order's outcome, by order id; one order may have several
+/// (repeats of an `Idempotency-Key`).
 #[derive(Default)]
-pub struct Waiters(Mutex<HashMap<Uuid, oneshot::Sender<OrderOutcome>>>);
+pub struct Waiters(Mutex<HashMap<Uuid, Vec<oneshot::Sender<OrderOutcome>>>>);
 
 impl Waiters {
     /// Registers interest in `order_id`'s outcome; must happen before the order is published.
     pub fn register(&self, order_id: Uuid) -> oneshot::Receiver<OrderOutcome> {
         let (sender, receiver) = oneshot::channel();
-        self.lock().insert(order_id, sender);
+        self.lock().entry(order_id).or_default().push(sender);
         receiver
     }
 
-    /// Gives up waiting for `order_id`.
+    /// Forgets the waits on `order_id` whose receiver is gone (timed out, client went away).
     pub fn forget(&self, order_id: Uuid) {
-        self.lock().remove(&order_id);
+        let mut waiters = self.lock();
+        if let Some(senders) = waiters.get_mut(&order_id) {
+            senders.retain(|sender| !sender.is_closed());
+            if senders.is_empty() {
+                waiters.remove(&order_id);
+            }
+        }
     }
 
     fn resolve(&self, outcome: OrderOutcome) {
-        if let Some(sender) = self.lock().remove(&outcome.order_id) {
+        let senders = self.lock().remove(&outcome.order_id);
+        for sender in senders.into_iter().flatten() {
             let _ = sender.send(outcome);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<OrderOutcome>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Vec<oneshot::Sender<OrderOutcome>>>> {
         // A panic while holding this lock cannot leave the map inconsistent; keep using it.
         self.0
             .lock()

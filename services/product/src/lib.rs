@@ -56,7 +56,7 @@ pub async fn run(
     };
     let handlers = nats::start(state.clone()).await?;
     let saga = nats::start_saga(state.clone()).await?;
-    let pruning = kit::db::prune_command_log(pool.clone());
+    let pruning = kit::db::prune_every_minute(pool.clone(), kit::db::PRUNE_COMMAND_LOG);
     let reset_state = state.clone();
     let admin = kit::admin::listen(
         &nats,

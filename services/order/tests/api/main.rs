@@ -5,5 +5,6 @@ mod admin;
 mod contract;
 mod dead_letters;
 mod helpers;
+mod idempotency;
 mod saga;
 mod sweeper;
