@@ -71,8 +71,13 @@ impl Stack {
 
     /// Runs `./stack <command>` with this stack's environment, panicking if it fails.
     pub fn run(&self, command: &str) -> String {
+        self.run_with(&[command])
+    }
+
+    /// Runs `./stack <args...>` with this stack's environment, panicking if it fails.
+    pub fn run_with(&self, args: &[&str]) -> String {
         let output = Command::new(script())
-            .arg(command)
+            .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("running ./stack");
@@ -81,8 +86,14 @@ impl Stack {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "./stack {command} failed:\n{text}");
+        assert!(output.status.success(), "./stack {args:?} failed:\n{text}");
         text
+    }
+
+    /// Kills `component` (`postgres`, `nats`, `nginx`, `order-1`, ...) with SIGKILL, as a crash
+    /// would; `run("up")` restarts it.
+    pub fn kill(&self, component: &str) {
+        self.run_with(&["kill", component]);
     }
 
     /// The public URL (Nginx).

@@ -1,10 +1,17 @@
 //! PostgreSQL: the connection pool, migrations at start-up, and how database errors are classified.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use sqlx::{
-    PgPool,
+    Connection, PgConnection, PgPool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -14,30 +21,117 @@ use crate::config::Common;
 /// How long start-up keeps retrying while the database is not reachable yet.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Opens the pool and applies `migrator`, retrying while the database is still starting.
-pub async fn connect(config: &Common, name: &str, migrator: &Migrator) -> anyhow::Result<PgPool> {
+/// How often the [`Probe`] asks the database.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// Opens the pool and applies `migrator`, retrying while the database is still starting, then
+/// starts the pool's [`Probe`].
+pub async fn connect(
+    config: &Common,
+    name: &str,
+    migrator: &Migrator,
+) -> anyhow::Result<(PgPool, Probe)> {
     let timeout_ms = config.db_statement_timeout.as_millis().to_string();
     let options = PgConnectOptions::from_str(&config.database_url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
         .application_name(name)
         .options([("statement_timeout", timeout_ms.as_str())]);
+    let probe = Probe::new();
+    let stale = probe.clone();
     let pool = PgPoolOptions::new()
         .max_connections(config.db_pool_max)
-        .acquire_timeout(Duration::from_secs(2))
-        // A dead connection fails one query and is dropped; pinging before every use would
-        // cost a round trip on every request to save that one.
+        // While the server refuses connections sqlx keeps trying until this deadline: it bounds
+        // how long a request waits before answering 503 when the database is down.
+        .acquire_timeout(config.db_acquire_timeout)
+        // Pinging before every use would cost a round trip on every request. Instead, a
+        // connection opened before the database last failed to answer (say, it restarted) is
+        // dropped unused, so that a restart does not fail one request per pooled connection.
         .test_before_acquire(false)
-        .connect_lazy_with(options);
+        .before_acquire(move |_, meta| {
+            let fresh = !stale.failed_since(meta.age);
+            Box::pin(async move { Ok(fresh) })
+        })
+        .connect_lazy_with(options.clone());
 
     let started = tokio::time::Instant::now();
     loop {
         match migrator.run(&pool).await {
-            Ok(()) => return Ok(pool),
+            Ok(()) => break,
             Err(error) if started.elapsed() < STARTUP_PATIENCE => {
                 tracing::warn!(%error, "database not ready, retrying migrations");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(error) => return Err(error).context("running migrations"),
+        }
+    }
+    tokio::spawn(probe.clone().watch(options, pool.clone()));
+    Ok((pool, probe))
+}
+
+/// Whether the database answers, asked in the background every 250 ms until the pool closes,
+/// and when it last did not. Lets work that would otherwise find out only after it was
+/// accepted (an order handed to the saga) refuse at once, and the pool drop connections that
+/// predate an outage.
+#[derive(Debug, Clone)]
+pub struct Probe(Arc<ProbeState>);
+
+#[derive(Debug)]
+struct ProbeState {
+    up: AtomicBool,
+    born: Instant,
+    /// Milliseconds from `born` to the last unanswered probe; 0 when every probe was answered.
+    last_failure_ms: AtomicU64,
+}
+
+impl Probe {
+    fn new() -> Self {
+        Self(Arc::new(ProbeState {
+            // The database answered the migrations just before probing starts.
+            up: AtomicBool::new(true),
+            born: Instant::now(),
+            last_failure_ms: AtomicU64::new(0),
+        }))
+    }
+
+    /// False once a probe went unanswered, until one is answered again.
+    pub fn is_up(&self) -> bool {
+        self.0.up.load(Ordering::Relaxed)
+    }
+
+    /// True when a probe went unanswered after a connection of this `age` was opened.
+    fn failed_since(&self, age: Duration) -> bool {
+        let failed = self.0.last_failure_ms.load(Ordering::Relaxed);
+        let opened = self.0.born.elapsed().saturating_sub(age);
+        failed != 0 && u128::from(failed) >= opened.as_millis()
+    }
+
+    /// Probes over a connection of its own, so that a busy pool is not mistaken for a
+    /// database that does not answer.
+    async fn watch(self, options: PgConnectOptions, pool: PgPool) {
+        let mut every = tokio::time::interval(PROBE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut connection: Option<PgConnection> = None;
+        while !pool.is_closed() {
+            every.tick().await;
+            let answered = tokio::time::timeout(Duration::from_secs(1), async {
+                if connection.is_none() {
+                    connection = Some(PgConnection::connect_with(&options).await?);
+                }
+                match connection.as_mut() {
+                    Some(connection) => connection.ping().await,
+                    None => Ok(()),
+                }
+            })
+            .await
+            .is_ok_and(|result| result.is_ok());
+            if !answered {
+                connection = None;
+                let now = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+                self.0.last_failure_ms.store(now.max(1), Ordering::Relaxed);
+            }
+            if self.0.up.swap(answered, Ordering::Relaxed) != answered {
+                tracing::warn!(up = answered, "database reachability changed");
+            }
         }
     }
 }

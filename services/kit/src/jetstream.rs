@@ -76,7 +76,8 @@ pub struct PublishError {
 }
 
 /// Publishes `payload` as JSON on `subject` with `Nats-Msg-Id: message_id`, and waits until the
-/// stream has stored it. A repeat within the stream's duplicate window is stored once.
+/// stream has stored it. A repeat within the stream's duplicate window is stored once. Fails at
+/// once when the client is not connected.
 pub async fn publish<T: Serialize>(
     js: &Context,
     subject: &str,
@@ -87,6 +88,10 @@ pub async fn publish<T: Serialize>(
         subject: subject.to_owned(),
         reason,
     };
+    // While disconnected the client would hold the message until the ack times out: fail now.
+    if js.client().connection_state() != async_nats::connection::State::Connected {
+        return Err(failed("not connected to NATS".into()));
+    }
     let body = serde_json::to_vec(payload).map_err(|e| failed(e.to_string()))?;
     let publish = PublishMessage::build()
         .payload(body.into())

@@ -1,7 +1,8 @@
 //! The order service's one error type, and how it answers over HTTP and to the saga.
 //!
-//! `POST /order` and wrong methods on `/order` answer in the contract's order shape
-//! (`{"status": ...}`); `GET /order/{id}` and `/user/purchased` answer `{}` like `/user`.
+//! An error answers `{}` like `/user` does (`GET /order/{id}`, `/user/purchased`), except on
+//! `POST /order`, whose handler wraps it in [`Placing`] to answer in the contract's order shape
+//! (`{"status": ...}`), whatever went wrong.
 
 use axum::{
     Json,
@@ -14,33 +15,30 @@ use serde_json::json;
 /// Everything that can go wrong in a request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `POST /order` broke a rule of the contract.
-    #[error("invalid order: {0}")]
-    InvalidOrder(Rejection),
+    /// The request broke a rule of the contract (400, or 413 for a body too large).
+    #[error(transparent)]
+    Invalid(#[from] Rejection),
     /// The order's user or product does not exist.
     #[error("unknown user or product")]
     UnknownParty,
     /// The product has fewer units than ordered.
     #[error("not enough stock")]
     OutOfStock,
-    /// The order outlived its final deadline undecided.
-    #[error("the order could not be decided in time")]
-    Undecided,
     /// An `Idempotency-Key` already used for a different order.
     #[error("Idempotency-Key already used for a different order")]
     KeyReused,
-    /// A method other than POST on `/order`.
-    #[error("method not allowed on /order")]
-    OrderMethodNotAllowed,
     /// No such order, user or path.
     #[error("not found")]
     NotFound,
-    /// A path id that is not an integer.
-    #[error(transparent)]
-    Invalid(#[from] Rejection),
-    /// A method not allowed on another path.
+    /// A method the path does not allow.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The order outlived its final deadline undecided.
+    #[error("the order could not be decided in time")]
+    Undecided,
+    /// The service's database is known to be down: refused before trying.
+    #[error("the database is unreachable")]
+    DatabaseDown,
     /// The order could not be handed to the saga.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -52,53 +50,62 @@ pub enum Error {
     Db(#[from] sqlx::Error),
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let (status, body) = match &self {
-            Self::InvalidOrder(Rejection::TooLarge { .. }) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"status": "Invalid Request"}),
-            ),
-            Self::InvalidOrder(_) => (
-                StatusCode::BAD_REQUEST,
-                json!({"status": "Invalid Request"}),
-            ),
-            Self::UnknownParty => (StatusCode::NOT_FOUND, json!({"status": "Invalid Request"})),
-            Self::OutOfStock => (
-                StatusCode::CONFLICT,
-                json!({"status": "Exceeded quantity limit"}),
-            ),
-            Self::KeyReused => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"status": "Invalid Request"}),
-            ),
-            Self::OrderMethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                json!({"status": "Invalid Request"}),
-            ),
-            Self::NotFound => (StatusCode::NOT_FOUND, json!({})),
-            Self::Invalid(Rejection::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, json!({})),
-            Self::Invalid(_) => (StatusCode::BAD_REQUEST, json!({})),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
+impl Error {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(Rejection::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::UnknownParty | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::OutOfStock => StatusCode::CONFLICT,
+            Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Undecided
+            | Self::DatabaseDown
             | Self::Publish(_)
-            | Self::Nats(kit::nats::RequestError::Unavailable { .. }) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "Service Unavailable"}),
-            ),
-            Self::Db(error) if kit::db::is_unavailable(error) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "Service Unavailable"}),
-            ),
-            Self::Nats(_) | Self::Db(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"status": "Internal Server Error"}),
-            ),
-        };
+            | Self::Nats(kit::nats::RequestError::Unavailable { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Db(error) if kit::db::is_unavailable(error) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Nats(_) | Self::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The status, after logging a server error with its whole cause chain.
+    fn logged_status(self) -> StatusCode {
+        let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = ?anyhow::Error::from(self), "request failed");
         }
-        (status, Json(body)).into_response()
+        status
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        (self.logged_status(), Json(json!({}))).into_response()
+    }
+}
+
+/// An error of `POST /order` (or a wrong method on `/order`), answered in the order shape.
+#[derive(Debug)]
+pub struct Placing(pub Error);
+
+impl<E: Into<Error>> From<E> for Placing {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl IntoResponse for Placing {
+    fn into_response(self) -> Response {
+        let status = self.0.logged_status();
+        let message = match status {
+            StatusCode::CONFLICT => "Exceeded quantity limit",
+            StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
+            StatusCode::INTERNAL_SERVER_ERROR => "Internal Server Error",
+            _ => "Invalid Request",
+        };
+        (status, Json(json!({"status": message}))).into_response()
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-use crate::{AppState, Error, db, nats::Waiters};
+use crate::{AppState, Error, db, error::Placing, nats::Waiters};
 
 /// The service's whole HTTP surface.
 pub fn router(state: AppState) -> Router {
@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/order",
-            post(place).fallback(|| async { Error::OrderMethodNotAllowed }),
+            post(place).fallback(|| async { Placing(Error::MethodNotAllowed) }),
         )
         .route("/order/{id}", get(status))
         .route("/user/purchased/{user_id}", get(purchased))
@@ -56,17 +56,20 @@ async fn place(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Error> {
-    let order = parse_order(body, &state)
-        .await
-        .map_err(Error::InvalidOrder)?;
-    let key = idempotency_key(&headers).map_err(Error::InvalidOrder)?;
+) -> Result<Response, Placing> {
+    let order = parse_order(body, &state).await?;
+    let key = idempotency_key(&headers)?;
+    if !state.database.is_up() {
+        // Without its database the saga cannot store the order: refuse it now rather than
+        // accept it and keep the client waiting.
+        return Err(Error::DatabaseDown.into());
+    }
     let (order, repeat) = match key {
         None => (order, false),
         Some(key) => match db::claim_key(&state.pool, key, &order).await? {
             db::Claim::Taken => (order, false),
             db::Claim::Held(first) if same_order(&first, &order) => (first, true),
-            db::Claim::Held(_) => return Err(Error::KeyReused),
+            db::Claim::Held(_) => return Err(Error::KeyReused.into()),
         },
     };
     let respond_async = prefers_async(&headers);
@@ -137,7 +140,7 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         .any(|preference| preference.trim().eq_ignore_ascii_case("respond-async"))
 }
 
-fn answer(outcome: &OrderOutcome) -> Result<Response, Error> {
+fn answer(outcome: &OrderOutcome) -> Result<Response, Placing> {
     match (outcome.state, outcome.reason) {
         (OrderState::Confirmed, _) => Ok(Json(json!({
             "id": outcome.order_id,
@@ -147,10 +150,10 @@ fn answer(outcome: &OrderOutcome) -> Result<Response, Error> {
             "status": "Success",
         }))
         .into_response()),
-        (_, Some(RejectReason::InsufficientStock)) => Err(Error::OutOfStock),
-        (_, Some(_)) => Err(Error::UnknownParty),
+        (_, Some(RejectReason::InsufficientStock)) => Err(Error::OutOfStock.into()),
+        (_, Some(_)) => Err(Error::UnknownParty.into()),
         // Rejected without a reason: the saga could not decide it before its final deadline.
-        (_, None) => Err(Error::Undecided),
+        (_, None) => Err(Error::Undecided.into()),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct AppState {
     pub waiters: Arc<nats::Waiters>,
     /// How long `POST /order` waits before answering 202.
     pub order_wait: Duration,
+    /// Whether `order_db` answered lately.
+    pub database: kit::db::Probe,
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains and exits.
@@ -48,7 +50,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let common = &config.common;
-    let pool = kit::db::connect(common, "order", &MIGRATOR).await?;
+    let (pool, database) = kit::db::connect(common, "order", &MIGRATOR).await?;
     let nats = kit::nats::connect(common, "order").await?;
     let state = AppState {
         pool: pool.clone(),
@@ -62,6 +64,7 @@ pub async fn run(
         },
         waiters: Arc::default(),
         order_wait: config.order_wait,
+        database,
     };
     let pruning = kit::db::prune_every_minute(pool.clone(), db::PRUNE_IDEMPOTENCY_KEYS);
     let listener_task = nats::listen_outcomes(&state).await?;

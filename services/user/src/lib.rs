@@ -41,7 +41,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let common = &config.common;
-    let pool = kit::db::connect(common, "user", &MIGRATOR).await?;
+    let (pool, _) = kit::db::connect(common, "user", &MIGRATOR).await?;
     let nats = kit::nats::connect(common, "user").await?;
     let state = AppState {
         pool: pool.clone(),

@@ -26,13 +26,7 @@ async fn a_stopped_and_restarted_stack_still_has_its_data() {
 #[tokio::test]
 async fn running_up_again_restarts_only_the_replica_that_died() {
     let stack = Stack::up();
-    let pid_file = stack.dir().join("run/user-2.pid");
-    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
-    let killed = std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    stack.kill("user-2");
 
     let output = stack.run("up");
     assert!(output.contains("starting user replica 2"), "{output}");
@@ -57,15 +51,8 @@ async fn running_up_again_restarts_only_the_replica_that_died() {
 #[tokio::test]
 async fn with_every_replica_of_a_service_down_nginx_answers_502_in_json_until_up_restarts_them() {
     let stack = Stack::up();
-    for replica in 1..=2 {
-        let pid = std::fs::read_to_string(stack.dir().join(format!("run/product-{replica}.pid")))
-            .expect("pid");
-        let killed = std::process::Command::new("kill")
-            .args(["-9", pid.trim()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-    }
+    stack.kill("product-1");
+    stack.kill("product-2");
     let http = Client::new(stack.url());
     let down = http.get("/product/1").await;
     assert_eq!((down.status, down.json), (502, json!({})));

@@ -1,5 +1,6 @@
 //! End to end: the whole native stack, started by `./stack up`'s own code, driven through Nginx.
 
+mod degradation;
 mod lifecycle;
 mod nats_trail;
 mod orders;

@@ -1,0 +1,157 @@
+//! A dependency down: `/ready` says which, reads that need only what is left are served, writes
+//! answer 503 at once in the documented shape, and everything comes back by itself when the
+//! dependency does, without restarting a service.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use testkit::{http::Client, stack::Stack};
+
+/// Well under every timeout a request could otherwise wait out (NATS requests and the order
+/// wait are 5 s): an answer slower than this means the request waited instead of failing fast.
+const PROMPT: Duration = Duration::from_secs(2);
+
+async fn timed_post(http: &Client, path: &str, body: &Value) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let reply = http.post(path, body).await;
+    (reply.status, reply.json, started.elapsed())
+}
+
+fn order() -> Value {
+    json!({"command": "place order", "user_id": 1, "product_id": 2, "quantity": 1})
+}
+
+async fn seed(http: &Client) {
+    let user =
+        json!({"command": "create", "id": 1, "username": "u", "email": "e", "password": "p"});
+    let product = json!({"command": "create", "id": 2, "name": "n", "description": "d", "price": 1.5, "quantity": 100});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+    assert_eq!(http.post("/product", &product).await.status, 200);
+    assert_eq!(http.post("/order", &order()).await.status, 200);
+}
+
+/// Every replica's `/ready`, as (status, body).
+async fn readiness(stack: &Stack) -> Vec<(u16, Value)> {
+    let mut all = Vec::new();
+    for service in ["user", "product", "order"] {
+        for replica in 1..=2 {
+            let http = Client::new(format!("http://{}", stack.replica(service, replica)));
+            let reply = http.get("/ready").await;
+            all.push((reply.status, reply.json));
+        }
+    }
+    all
+}
+
+/// After the dependency is back: every write works again through the same replicas.
+async fn assert_recovered(stack: &Stack) {
+    let http = Client::new(stack.url());
+    for (status, body) in readiness(stack).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let update = json!({"command": "update", "id": 2, "price": 2.5});
+    let reply = http.post("/product", &update).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = http.post("/order", &order()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let user =
+        json!({"command": "create", "id": 9, "username": "u", "email": "e", "password": "p"});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+}
+
+#[tokio::test]
+async fn with_nats_down_reads_are_served_writes_answer_503_at_once_and_all_recovers_when_it_returns()
+ {
+    let stack = Stack::up();
+    let http = Client::new(stack.url());
+    seed(&http).await;
+
+    stack.kill("nats");
+
+    for (status, body) in readiness(&stack).await {
+        assert_eq!(status, 503);
+        assert_eq!(
+            (&body["nats"], &body["database"]),
+            (&json!("down"), &json!("up"))
+        );
+    }
+    assert_eq!(http.get("/user/1").await.status, 200);
+    assert_eq!(http.get("/product/2").await.json["quantity"], json!(99));
+    let writes = [
+        (
+            "/user",
+            json!({"command": "create", "id": 5, "username": "u", "email": "e", "password": "p"}),
+            json!({}),
+        ),
+        (
+            "/product",
+            json!({"command": "update", "id": 2, "price": 9.0}),
+            json!({}),
+        ),
+        ("/order", order(), json!({"status": "Service Unavailable"})),
+    ];
+    for (path, body, shape) in &writes {
+        let (status, answer, took) = timed_post(&http, path, body).await;
+        assert_eq!((status, answer), (503, shape.clone()), "{path}");
+        assert!(took < PROMPT, "{path} took {took:?}");
+    }
+    let history = http.get("/user/purchased/1").await;
+    assert_eq!(
+        (history.status, history.json),
+        (503, json!({})),
+        "it needs the user service"
+    );
+
+    stack.run("up");
+    assert_recovered(&stack).await;
+    assert_eq!(http.get("/user/purchased/1").await.json, json!({"2": 2}));
+}
+
+#[tokio::test]
+async fn with_postgres_down_every_request_answers_503_at_once_and_all_recovers_when_it_returns() {
+    let stack = Stack::up();
+    let http = Client::new(stack.url());
+    seed(&http).await;
+
+    stack.kill("postgres");
+
+    for (status, body) in readiness(&stack).await {
+        assert_eq!(status, 503);
+        assert_eq!(
+            (&body["nats"], &body["database"]),
+            (&json!("up"), &json!("down"))
+        );
+    }
+    let writes = [
+        (
+            "/user",
+            json!({"command": "create", "id": 5, "username": "u", "email": "e", "password": "p"}),
+            json!({}),
+        ),
+        (
+            "/product",
+            json!({"command": "update", "id": 2, "price": 9.0}),
+            json!({}),
+        ),
+        ("/order", order(), json!({"status": "Service Unavailable"})),
+    ];
+    for (path, body, shape) in &writes {
+        let (status, answer, took) = timed_post(&http, path, body).await;
+        assert_eq!((status, answer), (503, shape.clone()), "{path}");
+        assert!(took < PROMPT, "{path} took {took:?}");
+    }
+    for path in ["/user/1", "/product/2", "/user/purchased/1"] {
+        let started = Instant::now();
+        let reply = http.get(path).await;
+        assert_eq!((reply.status, reply.json), (503, json!({})), "{path}");
+        assert!(
+            started.elapsed() < PROMPT,
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+
+    stack.run("up");
+    assert_recovered(&stack).await;
+    assert_eq!(http.get("/product/2").await.json["quantity"], json!(98));
+}
