@@ -119,6 +119,43 @@ pub enum Workload {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Fault injection: orders with Idempotency-Keys on a few products while components of the
+    /// stack are killed and restarted, then the guarantees checked (-c clients, -d duration).
+    Chaos {
+        /// The `stack` script that kills and restarts components (its STACK_* settings come
+        /// from the environment, as `./stack chaos` sets them).
+        #[arg(long, default_value = "./stack")]
+        stack: PathBuf,
+        /// Seeds the orders and the kills; random when not given (it is printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Buyers.
+        #[arg(long, default_value_t = 20)]
+        users: i32,
+        /// Contended products.
+        #[arg(long, default_value_t = 3)]
+        products: i32,
+        /// Initial stock of each (small enough that late orders find none left).
+        #[arg(long, default_value_t = 5000)]
+        stock: i32,
+        /// What to kill: user, product, order (a random replica), nats, postgres, nginx.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "user,product,order,nats,postgres,nginx"
+        )]
+        kill: Vec<String>,
+        /// Longest calm between a restart and the next kill (the shortest is a fifth of it).
+        #[arg(long, value_parser = parse_duration, default_value = "4s")]
+        calm: Duration,
+        /// Longest time a killed component stays down before it is restarted.
+        #[arg(long, value_parser = parse_duration, default_value = "2s")]
+        down: Duration,
+        /// How long to wait for every order to be decided once the load stops (beyond the
+        /// order service's final deadline, ORDER_REJECT_AFTER_MS).
+        #[arg(long, value_parser = parse_duration, default_value = "90s")]
+        settle: Duration,
+    },
     /// Runs the standard benchmark set and writes it as Markdown (needs --direct-*).
     Bench {
         /// Where to write.

@@ -3,6 +3,7 @@
 //! the benchmark set behind `BENCHMARKS.md`.
 
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod engine;
@@ -29,6 +30,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     {
         bench::run(&ctx, &cli.global, out, *runs, versions).await?;
         return Ok(true);
+    }
+    if let Workload::Chaos { .. } = &cli.workload {
+        let (stack, plan) = chaos_plan(&cli.global, &cli.workload)?;
+        eprintln!("stress: chaos run, seed {}", plan.seed);
+        let report = chaos::run(&ctx, &stack, &plan).await?;
+        if cli.global.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(report.passed());
     }
     let shape = shape(&cli.global);
     let finite = matches!(
@@ -97,8 +109,56 @@ pub async fn run_workload(
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             workload::replay::run(ctx, shape, workload::replay::parse(&text), *verbose, load).await
         }
-        Workload::Bench { .. } => anyhow::bail!("bench is not a single workload"),
+        Workload::Bench { .. } | Workload::Chaos { .. } => {
+            anyhow::bail!("bench and chaos are not single workloads")
+        }
     }
+}
+
+/// The stack and the plan of `stress chaos`.
+fn chaos_plan(global: &Global, workload: &Workload) -> anyhow::Result<(chaos::Stack, chaos::Plan)> {
+    let Workload::Chaos {
+        stack,
+        seed,
+        users,
+        products,
+        stock,
+        kill,
+        calm,
+        down,
+        settle,
+    } = workload
+    else {
+        anyhow::bail!("not a chaos run");
+    };
+    let kinds = kill
+        .iter()
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            chaos::Kind::parse(name).ok_or_else(|| {
+                anyhow::anyhow!("--kill {name}? user, product, order, nats, postgres or nginx")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            % 1_000_000
+    });
+    let plan = chaos::Plan {
+        seed,
+        duration: global.duration,
+        clients: global.connections,
+        users: *users,
+        products: *products,
+        stock: *stock,
+        kinds,
+        calm: (*calm / 5, *calm),
+        down: (std::time::Duration::from_millis(100), *down),
+        settle: *settle,
+    };
+    Ok((chaos::Stack::new(stack, Vec::new())?, plan))
 }
 
 /// Where requests go, the admin token, and whether to show progress.
@@ -114,7 +174,8 @@ pub fn context(global: &Global) -> anyhow::Result<Ctx> {
         _ => Targets::through(&global.url)?,
     };
     let admin_token = global.admin_token.clone().or_else(|| {
-        let file = Path::new(".stack/secrets/admin_token");
+        let dir = std::env::var_os("STACK_DIR").unwrap_or_else(|| ".stack".into());
+        let file = Path::new(&dir).join("secrets/admin_token");
         std::fs::read_to_string(file)
             .ok()
             .map(|t| t.trim().to_owned())

@@ -23,8 +23,14 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Runs `./stack up` and returns once every replica is ready.
+    /// Runs `./stack up` and returns once every replica is ready. Nginx's per-client rate limit
+    /// is off: tests send much from one address.
     pub fn up() -> Self {
+        Self::up_with(&[])
+    }
+
+    /// [`Stack::up`] with more `STACK_*` settings (or any environment the services read).
+    pub fn up_with(settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("testkit-stack-")
             .tempdir()
@@ -50,7 +56,12 @@ impl Stack {
             ),
             ("STACK_PG_PORT".to_owned(), ports.one().to_string()),
             ("STACK_REPLICAS".to_owned(), "2".to_owned()),
+            ("STACK_RATE_LIMIT".to_owned(), "off".to_owned()),
         ];
+        for (name, value) in settings {
+            env.retain(|(existing, _)| existing != name);
+            env.push(((*name).to_owned(), (*value).to_owned()));
+        }
         drop(ports);
         for (service, port) in &service_ports {
             env.push((
@@ -106,6 +117,53 @@ impl Stack {
         format!("nats://127.0.0.1:{}", self.nats_port)
     }
 
+    /// A NATS client logged in as `admin`, the operators' user with no limits.
+    pub async fn nats_admin(&self) -> async_nats::Client {
+        self.nats_as("admin").await
+    }
+
+    /// A NATS client logged in as `user` (`user`, `product`, `order` or `admin`) with the
+    /// password `./stack` generated for it.
+    pub async fn nats_as(&self, user: &str) -> async_nats::Client {
+        self.nats_options_as(user)
+            .connect(self.nats_url())
+            .await
+            .expect("connect to the stack's NATS")
+    }
+
+    /// Connection options for NATS user `user`, with its password.
+    pub fn nats_options_as(&self, user: &str) -> async_nats::ConnectOptions {
+        let password = self.secret(&format!("nats_{user}_password"));
+        async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password)
+    }
+
+    /// The URL with which service `role`'s database role (`<role>_svc`, with its password)
+    /// connects to `database`: a service's name means its database (`<name>_db`), anything
+    /// else is taken as a database name.
+    pub fn database_url(&self, role: &str, database: &str) -> String {
+        let database = if SERVICES.contains(&database) {
+            format!("{database}_db")
+        } else {
+            database.to_owned()
+        };
+        let port = self
+            .env
+            .iter()
+            .find(|(name, _)| name == "STACK_PG_PORT")
+            .map(|(_, port)| port.clone())
+            .expect("the stack's PostgreSQL port");
+        let password = self.secret(&format!("{role}_db_password"));
+        format!("postgres://{role}_svc:{password}@127.0.0.1:{port}/{database}")
+    }
+
+    /// A secret `./stack` generated (`.stack/secrets/<name>`).
+    pub fn secret(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir().join("secrets").join(name))
+            .unwrap_or_else(|error| panic!("secret {name}: {error}"))
+            .trim()
+            .to_owned()
+    }
+
     /// The address of replica `replica` (1-based) of `service`.
     pub fn replica(&self, service: &str, replica: u16) -> String {
         let (_, base) = self
@@ -114,6 +172,16 @@ impl Stack {
             .find(|(s, _)| s == service)
             .expect("known service");
         format!("127.0.0.1:{}", base + replica - 1)
+    }
+
+    /// The `STACK_*` settings (and any other environment) this stack's script runs with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The `stack` script.
+    pub fn script(&self) -> PathBuf {
+        script()
     }
 
     /// The state directory.

@@ -13,8 +13,8 @@ pub struct Common {
     pub database_url: String,
     /// `DB_POOL_MAX`: most connections the pool opens (sized to the cores, not to the clients).
     pub db_pool_max: u32,
-    /// `DB_ACQUIRE_TIMEOUT_MS`: how long a query waits for a connection (the pool is busy, or
-    /// the database refuses connections) before failing with 503.
+    /// `DB_ACQUIRE_TIMEOUT_MS`: how long a query waits for a connection of the pool (all busy,
+    /// or the database refuses new ones) before failing with 503.
     pub db_acquire_timeout: Duration,
     /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` for every connection.
     pub db_statement_timeout: Duration,
@@ -50,7 +50,7 @@ impl Common {
             )?,
             database_url: var("DATABASE_URL", default_database_url.to_owned())?,
             db_pool_max: var("DB_POOL_MAX", 8)?,
-            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 500)?,
+            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
             db_statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
             nats_url: var("NATS_URL", "nats://127.0.0.1:4222".to_owned())?,
             nats_credentials,

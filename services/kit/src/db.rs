@@ -40,8 +40,8 @@ pub async fn connect(
     let stale = probe.clone();
     let pool = PgPoolOptions::new()
         .max_connections(config.db_pool_max)
-        // While the server refuses connections sqlx keeps trying until this deadline: it bounds
-        // how long a request waits before answering 503 when the database is down.
+        // While the server refuses connections sqlx keeps trying until this deadline; the probe
+        // answers sooner (see `Probe::check`).
         .acquire_timeout(config.db_acquire_timeout)
         // Pinging before every use would cost a round trip on every request. Instead, a
         // connection opened before the database last failed to answer (say, it restarted) is
@@ -69,9 +69,9 @@ pub async fn connect(
 }
 
 /// Whether the database answers, asked in the background every 250 ms until the pool closes,
-/// and when it last did not. Lets work that would otherwise find out only after it was
-/// accepted (an order handed to the saga) refuse at once, and the pool drop connections that
-/// predate an outage.
+/// and when it last did not. While it does not, requests refuse at once ([`Probe::check`])
+/// instead of waiting for a connection that cannot be made; once it does again, the pool drops
+/// the connections that predate the outage instead of failing a request on each.
 #[derive(Debug, Clone)]
 pub struct Probe(Arc<ProbeState>);
 
@@ -96,6 +96,19 @@ impl Probe {
     /// False once a probe went unanswered, until one is answered again.
     pub fn is_up(&self) -> bool {
         self.0.up.load(Ordering::Relaxed)
+    }
+
+    /// `Ok` while the database answers; otherwise an error that [`is_unavailable`] classifies
+    /// as such (503), returned at once instead of waiting out the pool's acquire timeout.
+    pub fn check(&self) -> Result<(), sqlx::Error> {
+        if self.is_up() {
+            Ok(())
+        } else {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the database does not answer its probe",
+            )))
+        }
     }
 
     /// True when a probe went unanswered after a connection of this `age` was opened.

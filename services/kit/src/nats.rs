@@ -25,6 +25,18 @@ use crate::config::Common;
 pub async fn connect(config: &Common, name: &str) -> anyhow::Result<Client> {
     let mut options = ConnectOptions::new()
         .name(name)
+        // Replies to this service come under its own prefix, the only inboxes its NATS user
+        // may subscribe to (nats/permissions.conf).
+        .custom_inbox_prefix(format!("_INBOX.{name}"))
+        .event_callback(|event| async move {
+            match event {
+                // A permissions violation names what nats/permissions.conf does not allow.
+                async_nats::Event::ServerError(error) => {
+                    tracing::error!(%error, "NATS server error")
+                }
+                other => tracing::info!(event = %other, "NATS connection"),
+            }
+        })
         .retry_on_initial_connect()
         .max_reconnects(None)
         .request_timeout(Some(config.nats_request_timeout));
@@ -205,8 +217,12 @@ impl HandlerError {
 ///
 /// The handler gets the request's command id (`Command-Id`), or a fresh one when it has none
 /// (say, a request typed with `nats req`).
-pub async fn serve<Req, Rep, F, Fut>(endpoint: Endpoint, concurrency: usize, handler: F)
-where
+pub async fn serve<Req, Rep, F, Fut>(
+    endpoint: Endpoint,
+    concurrency: usize,
+    database: crate::db::Probe,
+    handler: F,
+) where
     Req: DeserializeOwned,
     Rep: Serialize,
     F: Fn(Req, uuid::Uuid) -> Fut,
@@ -214,9 +230,11 @@ where
 {
     endpoint
         .for_each_concurrent(concurrency, |request| {
-            let handler = &handler;
+            let (handler, database) = (&handler, &database);
             async move {
                 let outcome = match serde_json::from_slice::<Req>(&request.message.payload) {
+                    // Every handler needs the database: without it, say so at once.
+                    Ok(_) if !database.is_up() => Err(HandlerError::unavailable("the database does not answer")),
                     Ok(payload) => handler(payload, command_id(&request.message)).await,
                     Err(error) => Err(HandlerError::bad_request(format!("undecodable payload: {error}"))),
                 };
@@ -255,6 +273,7 @@ const ENDPOINT_CONCURRENCY: usize = 128;
 /// A service registered with the NATS services API and the tasks serving its endpoints.
 pub struct Handlers {
     client: Client,
+    database: crate::db::Probe,
     service: service::Service,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -262,7 +281,13 @@ pub struct Handlers {
 impl Handlers {
     /// Registers the service `name` (visible to `nats micro ls`); its endpoints share the queue
     /// group `name`, so each request is handled by exactly one replica.
-    pub async fn start(client: &Client, name: &str, description: &str) -> anyhow::Result<Self> {
+    /// Requests are refused as unavailable while `database` does not answer.
+    pub async fn start(
+        client: &Client,
+        name: &str,
+        description: &str,
+        database: crate::db::Probe,
+    ) -> anyhow::Result<Self> {
         use async_nats::service::ServiceExt;
         let service = client
             .service_builder()
@@ -273,6 +298,7 @@ impl Handlers {
             .map_err(|error| anyhow::anyhow!("registering NATS service {name}: {error}"))?;
         Ok(Self {
             client: client.clone(),
+            database,
             service,
             tasks: tokio::task::JoinSet::new(),
         })
@@ -300,8 +326,12 @@ impl Handlers {
             .add(subject)
             .await
             .map_err(|error| anyhow::anyhow!("adding NATS endpoint {subject}: {error}"))?;
-        self.tasks
-            .spawn(serve(endpoint, ENDPOINT_CONCURRENCY, handler));
+        self.tasks.spawn(serve(
+            endpoint,
+            ENDPOINT_CONCURRENCY,
+            self.database.clone(),
+            handler,
+        ));
         if self.client.connection_state() == async_nats::connection::State::Connected
             && let Err(error) = round_trip(&self.client).await
         {

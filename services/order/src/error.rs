@@ -36,9 +36,6 @@ pub enum Error {
     /// The order outlived its final deadline undecided.
     #[error("the order could not be decided in time")]
     Undecided,
-    /// The service's database is known to be down: refused before trying.
-    #[error("the database is unreachable")]
-    DatabaseDown,
     /// The order could not be handed to the saga.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -60,7 +57,6 @@ impl Error {
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Undecided
-            | Self::DatabaseDown
             | Self::Publish(_)
             | Self::Nats(kit::nats::RequestError::Unavailable { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -59,11 +59,9 @@ async fn place(
 ) -> Result<Response, Placing> {
     let order = parse_order(body, &state).await?;
     let key = idempotency_key(&headers)?;
-    if !state.database.is_up() {
-        // Without its database the saga cannot store the order: refuse it now rather than
-        // accept it and keep the client waiting.
-        return Err(Error::DatabaseDown.into());
-    }
+    // Without its database the saga cannot store the order: refuse it now rather than accept
+    // it and keep the client waiting.
+    state.database.check().map_err(Error::from)?;
     let (order, repeat) = match key {
         None => (order, false),
         Some(key) => match db::claim_key(&state.pool, key, &order).await? {
@@ -211,6 +209,7 @@ async fn status(
         return Err(Error::NotFound);
     };
     let id = Uuid::parse_str(&raw).map_err(|_| Error::NotFound)?;
+    state.database.check()?;
     let order = db::find(&state.pool, id).await?.ok_or(Error::NotFound)?;
     let timestamp = |at: time::OffsetDateTime| at.format(&Rfc3339).unwrap_or_default();
     Ok(Json(json!({
@@ -234,6 +233,7 @@ async fn purchased(
 ) -> Result<Response, Error> {
     let Path(raw) = user_id.map_err(|error| Rejection::Invalid(error.to_string()))?;
     let user_id = kit::body::path_id(&raw)?;
+    state.database.check()?;
     let reply: UserReply = kit::nats::request(
         &state.nats,
         subject::USER_GET,

@@ -32,6 +32,8 @@ pub struct AppState {
     pub admin: kit::admin::Admin,
     /// How long a request over NATS waits for its reply, and when it is sent again.
     pub timing: kit::nats::Timing,
+    /// Whether the database answers.
+    pub database: kit::db::Probe,
 }
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains and exits.
@@ -41,7 +43,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let common = &config.common;
-    let (pool, _) = kit::db::connect(common, "product", &MIGRATOR).await?;
+    let (pool, database) = kit::db::connect(common, "product", &MIGRATOR).await?;
     let nats = kit::nats::connect(common, "product").await?;
     let state = AppState {
         pool: pool.clone(),
@@ -53,6 +55,7 @@ pub async fn run(
             max_bytes: common.body_limit,
             timeout: common.body_timeout,
         },
+        database,
     };
     let handlers = nats::start(state.clone()).await?;
     let saga = nats::start_saga(state.clone()).await?;

@@ -21,6 +21,7 @@ pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
         &state.nats,
         "product",
         "Products and stock: create, update, delete, look up",
+        state.database.clone(),
     )
     .await?;
     let s = state.clone();

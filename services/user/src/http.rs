@@ -73,6 +73,7 @@ async fn read(
 ) -> Result<Response, Error> {
     let Path(raw) = id.map_err(|error| Rejection::Invalid(error.to_string()))?;
     let id = kit::body::path_id(&raw)?;
+    state.database.check()?;
     let user = db::find(&state.pool, id).await?.ok_or(Error::NotFound)?;
     Ok(record(&user))
 }

@@ -3,5 +3,7 @@
 mod degradation;
 mod lifecycle;
 mod nats_trail;
+mod nginx_bounds;
 mod orders;
+mod permissions;
 mod through_nginx;

@@ -9,9 +9,7 @@ use testkit::{http::Client, stack::Stack};
 #[tokio::test]
 async fn a_nats_subscriber_on_everything_sees_each_write_as_a_command_and_its_reply() {
     let stack = Stack::up();
-    let nats = async_nats::connect(stack.nats_url())
-        .await
-        .expect("connect");
+    let nats = stack.nats_admin().await;
     let mut everything = nats.subscribe(">").await.expect("subscribe");
     nats.flush().await.expect("flush");
     let http = Client::new(stack.url());
@@ -66,9 +64,7 @@ async fn placing_an_order_shows_its_command_both_saga_commands_both_replies_and_
     let product = json!({"command": "create", "id": 2, "name": "n", "description": "d", "price": 1, "quantity": 5});
     assert_eq!(http.post("/user", &user).await.status, 200);
     assert_eq!(http.post("/product", &product).await.status, 200);
-    let nats = async_nats::connect(stack.nats_url())
-        .await
-        .expect("connect");
+    let nats = stack.nats_admin().await;
     let mut everything = nats.subscribe(">").await.expect("subscribe");
     nats.flush().await.expect("flush");
 
