@@ -31,6 +31,9 @@ pub struct Common {
     pub body_limit: usize,
     /// `HTTP_BODY_TIMEOUT_MS`: time allowed to receive a whole request body (400 when a client stalls).
     pub body_timeout: Duration,
+    /// `SHUTDOWN_DRAIN_MS`: on SIGTERM, how long requests on open keep-alive connections are
+    /// still served (answered with `Connection: close`) before idle connections are closed.
+    pub shutdown_drain: Duration,
     /// `SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long in-flight work may take before the process exits anyway.
     pub shutdown_timeout: Duration,
     /// `ADMIN_TOKEN`: the bearer token of `POST /admin/*`; unset (the default) turns them off.
@@ -58,6 +61,7 @@ impl Common {
             nats_retry_after: millis("NATS_RETRY_AFTER_MS", 1_000)?,
             body_limit: var("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
             body_timeout: millis("HTTP_BODY_TIMEOUT_MS", 500)?,
+            shutdown_drain: millis("SHUTDOWN_DRAIN_MS", 1_000)?,
             shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
             admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         })

@@ -1,32 +1,119 @@
 //! Serving HTTP until shutdown, and the shutdown signal itself.
 
-use std::{future::IntoFuture, time::Duration};
+use std::{future::IntoFuture, io, net::SocketAddr};
 
-use axum::{Router, serve::ListenerExt};
-use tokio::net::TcpListener;
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+    response::Response,
+    serve::{Listener, ListenerExt},
+};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting connections
-/// and waits, at most `patience`, for in-flight requests to finish.
+use crate::config::Common;
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops without failing a
+/// request that Nginx (or any keep-alive client) has sent or is about to send:
+///
+/// 1. The listening socket closes at once: a new connection is refused, and Nginx tries the
+///    next replica (a refused connection carried no request, so even a POST is retried).
+/// 2. For `config.shutdown_drain`, requests on open connections are still served, each answer
+///    saying `Connection: close`: the client learns from the answer itself that the connection
+///    ends, instead of sending its next request into a connection being closed under it (which
+///    Nginx may not retry elsewhere, the request having been sent).
+/// 3. Then the connections left idle are closed, and in-flight requests get at most
+///    `config.shutdown_timeout` to finish.
 pub async fn http(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
-    patience: Duration,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|stream| {
+    config: &Common,
+) -> io::Result<()> {
+    let listener = Closing::new(listener, shutdown.clone())?.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let draining = shutdown.clone();
+    let router = router.layer(axum::middleware::map_response(
+        move |mut response: Response| {
+            let draining = draining.clone();
+            async move {
+                if draining.is_cancelled() {
+                    let close = HeaderValue::from_static("close");
+                    response.headers_mut().insert(header::CONNECTION, close);
+                }
+                response
+            }
+        },
+    ));
+    let (drain, patience) = (config.shutdown_drain, config.shutdown_timeout);
+    let drained = shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        drained.cancelled().await;
+        tokio::time::sleep(drain).await;
+    });
     tokio::select! {
         result = server.into_future() => result,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(patience).await } => {
+        () = async { shutdown.cancelled().await; tokio::time::sleep(drain + patience).await } => {
             tracing::warn!(?patience, "HTTP requests still in flight at shutdown deadline; closing them");
             Ok(())
         }
+    }
+}
+
+/// A TCP listener that closes its socket as soon as shutdown begins, so that connection
+/// attempts are refused rather than queued where nobody will accept them.
+struct Closing {
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Closing {
+    fn new(listener: TcpListener, shutdown: CancellationToken) -> io::Result<Self> {
+        Ok(Self {
+            addr: listener.local_addr()?,
+            listener: Some(listener),
+            shutdown,
+        })
+    }
+}
+
+impl Listener for Closing {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => self.listener = None,
+                accepted = listener.accept() => match accepted {
+                    Ok(connection) => return connection,
+                    Err(error) => {
+                        // As axum's own listener: a failed handshake is the client's business;
+                        // anything else (too many open files) gets a pause before trying again.
+                        if !matches!(
+                            error.kind(),
+                            io::ErrorKind::ConnectionRefused
+                                | io::ErrorKind::ConnectionAborted
+                                | io::ErrorKind::ConnectionReset
+                        ) {
+                            tracing::error!(%error, "accept error");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
     }
 }
 

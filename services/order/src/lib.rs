@@ -86,13 +86,7 @@ pub async fn run(
     .await?;
     tracing::info!(addr = %listener.local_addr()?, "order service ready");
 
-    kit::serve::http(
-        listener,
-        http::router(state),
-        shutdown,
-        common.shutdown_timeout,
-    )
-    .await?;
+    kit::serve::http(listener, http::router(state), shutdown, common).await?;
     sweeping.cancel();
     let _ = sweeper.await;
     for worker in workers {

@@ -71,13 +71,7 @@ pub async fn run(
     .await?;
     tracing::info!(addr = %listener.local_addr()?, "user service ready");
 
-    kit::serve::http(
-        listener,
-        http::router(state),
-        shutdown,
-        common.shutdown_timeout,
-    )
-    .await?;
+    kit::serve::http(listener, http::router(state), shutdown, common).await?;
     handlers.stop(common.shutdown_timeout).await;
     saga.stop(common.shutdown_timeout).await;
 

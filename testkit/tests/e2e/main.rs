@@ -6,4 +6,5 @@ mod nats_trail;
 mod nginx_bounds;
 mod orders;
 mod permissions;
+mod shutdown;
 mod through_nginx;

@@ -53,7 +53,8 @@ async fn a_sigterm_to_a_replica_of_each_service_under_load_fails_no_request() {
     let stack = Stack::up();
     let http = Client::new(stack.url());
     for id in 1..=20 {
-        let user = json!({"command": "create", "id": id, "username": "u", "email": "e", "password": "p"});
+        let user =
+            json!({"command": "create", "id": id, "username": "u", "email": "e", "password": "p"});
         let product = json!({"command": "create", "id": id, "name": "n", "description": "d", "price": 1.0, "quantity": 100_000});
         assert_eq!(http.post("/user", &user).await.status, 200);
         assert_eq!(http.post("/product", &product).await.status, 200);
