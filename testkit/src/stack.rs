@@ -246,24 +246,18 @@ struct Ports(Vec<TcpListener>);
 
 impl Ports {
     fn one(&mut self) -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("no free port");
-        let port = listener.local_addr().expect("local addr").port();
-        self.0.push(listener);
-        port
+        self.claim(0)
     }
 
     /// A port `p` with `p + 1` free too (a service's two replicas).
     fn pair(&mut self) -> u16 {
-        loop {
-            let first = TcpListener::bind("127.0.0.1:0").expect("no free port");
-            let port = first.local_addr().expect("local addr").port();
-            if let Some(second) = port
-                .checked_add(1)
-                .and_then(|next| TcpListener::bind(("127.0.0.1", next)).ok())
-            {
-                self.0.extend([first, second]);
-                return port;
-            }
-        }
+        self.claim(1)
+    }
+
+    fn claim(&mut self, then: u16) -> u16 {
+        let listeners = crate::claim_ports(then);
+        let port = listeners[0].local_addr().expect("local addr").port();
+        self.0.extend(listeners);
+        port
     }
 }

@@ -300,16 +300,7 @@ async fn dead_letter(
         DEAD_ATTEMPTS_HEADER, DEAD_CONSUMER_HEADER, DEAD_ORIGIN_HEADER, DEAD_REASON_HEADER,
     };
     let mut headers = async_nats::HeaderMap::new();
-    // Header values are one line: keep the reason's first and cap its length.
-    let reason: String = letter
-        .reason
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(500)
-        .collect();
-    headers.insert(DEAD_REASON_HEADER, reason.as_str());
+    headers.insert(DEAD_REASON_HEADER, header_text(letter.reason).as_str());
     headers.insert(
         DEAD_ORIGIN_HEADER,
         format!("{}:{sequence}", origin.stream).as_str(),
@@ -323,6 +314,22 @@ async fn dead_letter(
     let subject = shared::subject::dead_letter(letter.subject);
     origin.js.send_publish(subject, publish).await?.await?;
     Ok(())
+}
+
+/// `text` as a header value: printable ASCII on one line, at most 500 characters. A reason
+/// quotes the message it is about (serde names an unknown variant as sent), and a control
+/// character in a header would break the NATS protocol and the connection with it.
+fn header_text(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let plain = c == ' ' || c.is_ascii_graphic();
+            plain
+                .then_some(c)
+                .into_iter()
+                .chain((!plain).then(|| c.escape_default()).into_iter().flatten())
+        })
+        .take(500)
+        .collect()
 }
 
 /// Watches JetStream's advisory for messages of this consumer that reached `max_deliver`
@@ -455,6 +462,17 @@ mod tests {
             dispose(Err(HandlerError::unavailable("db")), 500, -1),
             Disposition::Retry(retry_delay(500))
         );
+    }
+
+    #[test]
+    fn a_reason_becomes_one_line_of_printable_ascii_of_at_most_500_characters() {
+        assert_eq!(
+            header_text("unknown variant `a\rb\nc\u{7f}é`, expected x"),
+            "unknown variant `a\\rb\\nc\\u{7f}\\u{e9}`, expected x"
+        );
+        let long = header_text(&"é".repeat(1000));
+        assert_eq!(long.len(), 500);
+        assert!(long.bytes().all(|b| b.is_ascii_graphic()));
     }
 
     #[test]

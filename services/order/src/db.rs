@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shared::saga::{OrderOutcome, OrderState, PlaceOrder, RejectReason};
+use shared::saga::{OrderOutcome, OrderState, PlaceOrder, RejectReason, StockRequest};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -29,6 +29,15 @@ pub struct Order {
 }
 
 impl Order {
+    /// What the order asks of the product service (to reserve, or release).
+    pub fn stock_request(&self) -> StockRequest {
+        StockRequest {
+            order_id: self.id,
+            product_id: self.product_id,
+            quantity: self.quantity,
+        }
+    }
+
     /// How the order ended, once it is decided.
     pub fn outcome(&self) -> Option<OrderOutcome> {
         let state = OrderState::parse(&self.state).filter(|s| *s != OrderState::Pending)?;

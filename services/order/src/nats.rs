@@ -89,7 +89,7 @@ async fn user_verdict(
         .map_err(Error::from)?
     {
         Some(order) => settle(&state, &order).await,
-        None => resettle(&state, verdict.order_id, false).await,
+        None => resettle(&state, verdict.order_id, None).await,
     }
 }
 
@@ -112,7 +112,11 @@ async fn stock_verdict(
             return Err(HandlerError::bad_request("rejected without a reason"));
         }
     };
-    let reserved = verdict.outcome == StockOutcome::Reserved;
+    let reserved = (verdict.outcome == StockOutcome::Reserved).then_some(StockRequest {
+        order_id: verdict.order_id,
+        product_id: verdict.product_id,
+        quantity: verdict.quantity,
+    });
     match db::record_stock_verdict(&state.pool, verdict.order_id, stock)
         .await
         .map_err(Error::from)?
@@ -124,17 +128,22 @@ async fn stock_verdict(
 
 /// A verdict that recorded nothing: a repeat, or one for an order already decided. The first
 /// time round may have died between committing the decision and publishing it, so publish it
-/// again (JetStream drops the duplicate). Stock reserved for an order that was rejected
-/// meanwhile is given back.
-async fn resettle(state: &AppState, order_id: Uuid, reserved: bool) -> Result<(), HandlerError> {
+/// again (JetStream drops the duplicate). Stock `reserved` for an order that was rejected
+/// meanwhile, or that this service does not know, is given back.
+async fn resettle(
+    state: &AppState,
+    order_id: Uuid,
+    reserved: Option<StockRequest>,
+) -> Result<(), HandlerError> {
     let Some(order) = db::find(&state.pool, order_id).await.map_err(Error::from)? else {
-        if reserved {
+        if let Some(request) = reserved {
             tracing::warn!(%order_id, "stock reserved for an unknown order; releasing it");
+            release(state, request).await?;
         }
         return Ok(());
     };
-    if reserved && order.state == OrderState::Rejected.as_str() {
-        release(state, &order).await?;
+    if reserved.is_some() && order.state == OrderState::Rejected.as_str() {
+        release(state, order.stock_request()).await?;
     }
     settle(state, &order).await
 }
@@ -145,7 +154,7 @@ async fn settle(state: &AppState, order: &db::Order) -> Result<(), HandlerError>
         return Ok(());
     };
     if outcome.state == OrderState::Rejected && order.stock.as_deref() == Some("reserved") {
-        release(state, order).await?;
+        release(state, order.stock_request()).await?;
     }
     let subject = subject::order_outcome(order.id, outcome.state);
     kit::jetstream::publish(
@@ -158,16 +167,11 @@ async fn settle(state: &AppState, order: &db::Order) -> Result<(), HandlerError>
     .map_err(|error| Error::from(error).into())
 }
 
-async fn release(state: &AppState, order: &db::Order) -> Result<(), HandlerError> {
-    let request = StockRequest {
-        order_id: order.id,
-        product_id: order.product_id,
-        quantity: order.quantity,
-    };
+async fn release(state: &AppState, request: StockRequest) -> Result<(), HandlerError> {
     kit::jetstream::publish(
         &state.js,
         subject::PRODUCT_RELEASE,
-        &message_id("release", order.id),
+        &message_id("release", request.order_id),
         &request,
     )
     .await

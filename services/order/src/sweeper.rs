@@ -8,7 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared::{
-    saga::{OrderOutcome, OrderState, StockRequest, ValidateUser, message_id},
+    saga::{OrderOutcome, OrderState, ValidateUser, message_id},
     subject,
 };
 use time::OffsetDateTime;
@@ -64,8 +64,13 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
         }
         if order.stock.is_none() {
             let id = format!("{}:{round}", message_id("reserve", order.id));
-            kit::jetstream::publish(&state.js, subject::PRODUCT_RESERVE, &id, &stock(order))
-                .await?;
+            kit::jetstream::publish(
+                &state.js,
+                subject::PRODUCT_RESERVE,
+                &id,
+                &order.stock_request(),
+            )
+            .await?;
         }
     }
     for order in &expired {
@@ -91,15 +96,13 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
     // way (a release before its reserve leaves a mark that makes the reserve take nothing).
     for order in expired.iter().chain(&unreleased) {
         let id = format!("{}:{round}", message_id("release", order.id));
-        kit::jetstream::publish(&state.js, subject::PRODUCT_RELEASE, &id, &stock(order)).await?;
+        kit::jetstream::publish(
+            &state.js,
+            subject::PRODUCT_RELEASE,
+            &id,
+            &order.stock_request(),
+        )
+        .await?;
     }
     Ok(())
-}
-
-fn stock(order: &db::Order) -> StockRequest {
-    StockRequest {
-        order_id: order.id,
-        product_id: order.product_id,
-        quantity: order.quantity,
-    }
 }

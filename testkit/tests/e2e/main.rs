@@ -1,6 +1,7 @@
 //! End to end: the whole native stack, started by `./stack up`'s own code, driven through Nginx.
 
 mod degradation;
+mod hostile;
 mod lifecycle;
 mod nats_trail;
 mod nginx_bounds;

@@ -234,6 +234,31 @@ async fn stock_reserved_late_for_an_order_already_rejected_is_released() {
 }
 
 #[tokio::test]
+async fn stock_reserved_for_an_order_this_service_does_not_know_is_released() {
+    let lone = Lone::new(DEADLINES).await;
+    let mut releases = lone
+        .client
+        .subscribe("product.cmd.release")
+        .await
+        .expect("subscribe");
+    let stranger = Uuid::now_v7();
+
+    lone.stock_verdict(stranger, StockOutcome::Reserved, None)
+        .await;
+
+    let message = tokio::time::timeout(Duration::from_secs(5), releases.next())
+        .await
+        .expect("release")
+        .expect("sub");
+    let release: Value = serde_json::from_slice(&message.payload).expect("json");
+    assert_eq!(
+        release,
+        json!({"order_id": stranger, "product_id": 2, "quantity": 1})
+    );
+    assert_eq!(lone.state(stranger).await, "absent");
+}
+
+#[tokio::test]
 async fn a_redelivered_place_command_stores_the_order_once_and_asks_once() {
     let lone = Lone::new(DEADLINES).await;
     let order = PlaceOrder {
