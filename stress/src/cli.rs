@@ -135,8 +135,9 @@ pub enum Workload {
         /// Contended products.
         #[arg(long, default_value_t = 3)]
         products: i32,
-        /// Initial stock of each (small enough that late orders find none left).
-        #[arg(long, default_value_t = 5000)]
+        /// Initial stock of each: enough for about two minutes of orders on this machine, so
+        /// that the last orders of such a run find none left.
+        #[arg(long, default_value_t = 25_000)]
         stock: i32,
         /// What to kill: user, product, order (a random replica), nats, postgres, nginx.
         #[arg(

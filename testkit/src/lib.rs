@@ -13,41 +13,48 @@ pub mod stack;
 pub use nats::NatsServer;
 pub use postgres::Postgres;
 
-/// Ports this process has handed out. Tests run in parallel, and a port one of them probed and
-/// released may come back from the OS to another before the first has started its server on it.
+/// Ports this process has handed out: tests run in parallel, and each server must get a port
+/// no other test was given.
 static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// Binds a free port on 127.0.0.1 that this process has never handed out (with `then` more
-/// after it when asked: a service's replicas), and records them as handed out. The listener
-/// is returned so that the caller can hold the port until it has chosen all it needs.
+/// Where test servers listen: below Linux's ephemeral range (32768 and up by default), from
+/// which the OS picks the local port of every outgoing connection. A port picked from that range
+/// and released until the server binds it could meanwhile become some connection's local port.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Binds a free port on 127.0.0.1, outside the ephemeral range, that this process has never
+/// handed out (with `then` more after it when asked: a service's replicas), and records them
+/// as handed out. The listeners are returned so that the caller can hold the ports until it has
+/// chosen all it needs.
 pub(crate) fn claim_ports(then: u16) -> Vec<std::net::TcpListener> {
+    use std::hash::{BuildHasher, Hasher};
     let mut handed_out = HANDED_OUT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start - then);
     loop {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1");
-        let port = first.local_addr().expect("local addr").port();
-        let mut listeners = vec![first];
-        for next in 1..=then {
-            let bound = port
-                .checked_add(next)
-                .and_then(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok());
-            listeners.extend(bound);
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let first = TEST_PORTS.start + u16::try_from(random % span).unwrap_or(0);
+        let ports: Vec<u16> = (first..=first + then).collect();
+        if ports.iter().any(|p| handed_out.contains(p)) {
+            continue;
         }
-        let ports: Vec<u16> = listeners
+        let listeners: Vec<std::net::TcpListener> = ports
             .iter()
-            .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
+            .filter_map(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).ok())
             .collect();
-        if ports.len() == usize::from(then) + 1 && ports.iter().all(|p| !handed_out.contains(p)) {
+        if listeners.len() == ports.len() {
             handed_out.extend(ports);
             return listeners;
         }
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago, and that no other test of this process
-/// was given.
+/// A TCP port on 127.0.0.1 that was free a moment ago, outside the ephemeral range, and that
+/// no other test of this process was given.
 pub fn free_port() -> u16 {
     claim_ports(0)[0].local_addr().expect("local addr").port()
 }

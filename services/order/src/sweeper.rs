@@ -8,7 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shared::{
-    saga::{OrderOutcome, OrderState, ValidateUser, message_id},
+    saga::{OrderState, ValidateUser, message_id},
     subject,
 };
 use time::OffsetDateTime;
@@ -75,13 +75,14 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
     }
     for order in &expired {
         tracing::warn!(order_id = %order.id, "order outlived its final deadline; rejecting it");
-        let outcome = OrderOutcome {
-            order_id: order.id,
-            user_id: order.user_id,
-            product_id: order.product_id,
-            quantity: order.quantity,
-            state: OrderState::Rejected,
+        // As `db::expire` left it.
+        let rejected = db::Order {
+            state: OrderState::Rejected.as_str().to_owned(),
             reason: None,
+            ..order.clone()
+        };
+        let Some(outcome) = rejected.outcome() else {
+            continue;
         };
         let subject = subject::order_outcome(order.id, OrderState::Rejected);
         kit::jetstream::publish(

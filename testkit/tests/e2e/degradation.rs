@@ -11,10 +11,28 @@ use testkit::{http::Client, stack::Stack};
 /// wait are 5 s): an answer slower than this means the request waited instead of failing fast.
 const PROMPT: Duration = Duration::from_secs(2);
 
-async fn timed_post(http: &Client, path: &str, body: &Value) -> (u16, Value, Duration) {
-    let started = Instant::now();
-    let reply = http.post(path, body).await;
-    (reply.status, reply.json, started.elapsed())
+/// A write of each service answers 503 in its path's shape, promptly.
+async fn assert_writes_refused_at_once(http: &Client) {
+    let writes = [
+        (
+            "/user",
+            json!({"command": "create", "id": 5, "username": "u", "email": "e", "password": "p"}),
+            json!({}),
+        ),
+        (
+            "/product",
+            json!({"command": "update", "id": 2, "price": 9.0}),
+            json!({}),
+        ),
+        ("/order", order(), json!({"status": "Service Unavailable"})),
+    ];
+    for (path, body, shape) in writes {
+        let started = Instant::now();
+        let reply = http.post(path, &body).await;
+        assert_eq!((reply.status, reply.json), (503, shape), "{path}");
+        let took = started.elapsed();
+        assert!(took < PROMPT, "{path} took {took:?}");
+    }
 }
 
 fn order() -> Value {
@@ -77,24 +95,7 @@ async fn with_nats_down_reads_are_served_writes_answer_503_at_once_and_all_recov
     }
     assert_eq!(http.get("/user/1").await.status, 200);
     assert_eq!(http.get("/product/2").await.json["quantity"], json!(99));
-    let writes = [
-        (
-            "/user",
-            json!({"command": "create", "id": 5, "username": "u", "email": "e", "password": "p"}),
-            json!({}),
-        ),
-        (
-            "/product",
-            json!({"command": "update", "id": 2, "price": 9.0}),
-            json!({}),
-        ),
-        ("/order", order(), json!({"status": "Service Unavailable"})),
-    ];
-    for (path, body, shape) in &writes {
-        let (status, answer, took) = timed_post(&http, path, body).await;
-        assert_eq!((status, answer), (503, shape.clone()), "{path}");
-        assert!(took < PROMPT, "{path} took {took:?}");
-    }
+    assert_writes_refused_at_once(&http).await;
     let history = http.get("/user/purchased/1").await;
     assert_eq!(
         (history.status, history.json),
@@ -122,24 +123,7 @@ async fn with_postgres_down_every_request_answers_503_at_once_and_all_recovers_w
             (&json!("up"), &json!("down"))
         );
     }
-    let writes = [
-        (
-            "/user",
-            json!({"command": "create", "id": 5, "username": "u", "email": "e", "password": "p"}),
-            json!({}),
-        ),
-        (
-            "/product",
-            json!({"command": "update", "id": 2, "price": 9.0}),
-            json!({}),
-        ),
-        ("/order", order(), json!({"status": "Service Unavailable"})),
-    ];
-    for (path, body, shape) in &writes {
-        let (status, answer, took) = timed_post(&http, path, body).await;
-        assert_eq!((status, answer), (503, shape.clone()), "{path}");
-        assert!(took < PROMPT, "{path} took {took:?}");
-    }
+    assert_writes_refused_at_once(&http).await;
     for path in ["/user/1", "/product/2", "/user/purchased/1"] {
         let started = Instant::now();
         let reply = http.get(path).await;

@@ -253,6 +253,14 @@ impl Lone {
         .await;
     }
 
+    /// Subscribes to the release commands the saga sends.
+    pub async fn releases(&self) -> async_nats::Subscriber {
+        self.client
+            .subscribe("product.cmd.release")
+            .await
+            .expect("subscribe")
+    }
+
     pub async fn user_verdict(&self, order_id: Uuid, valid: bool) {
         let subject = if valid {
             "user.evt.validated"
@@ -290,4 +298,14 @@ impl Lone {
         )
         .await;
     }
+}
+
+/// The next release command on `releases`, within 5 s.
+pub async fn next_release(releases: &mut async_nats::Subscriber) -> Value {
+    use futures::StreamExt;
+    let message = tokio::time::timeout(Duration::from_secs(5), releases.next())
+        .await
+        .expect("a release")
+        .expect("subscription open");
+    serde_json::from_slice(&message.payload).expect("json")
 }

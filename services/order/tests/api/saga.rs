@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use testkit::eventually;
 
-use crate::helpers::{DEADLINES, Lone, World};
+use crate::helpers::{DEADLINES, Lone, World, next_release};
 
 #[tokio::test]
 async fn an_order_for_an_existing_user_and_enough_stock_is_confirmed_and_takes_the_stock() {
@@ -136,11 +136,7 @@ async fn the_user_verdict_may_arrive_before_or_after_the_stock_verdict() {
 #[tokio::test]
 async fn a_rejection_after_stock_was_reserved_sends_one_release_whichever_verdict_came_first() {
     let lone = Lone::new(DEADLINES).await;
-    let mut releases = lone
-        .client
-        .subscribe("product.cmd.release")
-        .await
-        .expect("subscribe");
+    let mut releases = lone.releases().await;
 
     let stock_first = lone.place_pending(1, 2, 1).await;
     lone.stock_verdict(stock_first, StockOutcome::Reserved, None)
@@ -153,11 +149,7 @@ async fn a_rejection_after_stock_was_reserved_sends_one_release_whichever_verdic
 
     for order_id in [stock_first, user_first] {
         assert_eq!(lone.state(order_id).await, "rejected");
-        let message = tokio::time::timeout(Duration::from_secs(5), releases.next())
-            .await
-            .expect("release")
-            .expect("sub");
-        let release: Value = serde_json::from_slice(&message.payload).expect("json");
+        let release = next_release(&mut releases).await;
         assert_eq!(
             release,
             json!({"order_id": order_id, "product_id": 2, "quantity": 1})
@@ -208,11 +200,7 @@ async fn a_redelivered_verdict_changes_nothing_already_decided() {
 #[tokio::test]
 async fn stock_reserved_late_for_an_order_already_rejected_is_released() {
     let lone = Lone::new(DEADLINES).await;
-    let mut releases = lone
-        .client
-        .subscribe("product.cmd.release")
-        .await
-        .expect("subscribe");
+    let mut releases = lone.releases().await;
     let id = lone.place_pending(1, 2, 1).await;
     lone.stock_verdict(
         id,
@@ -224,11 +212,7 @@ async fn stock_reserved_late_for_an_order_already_rejected_is_released() {
 
     // A reservation the order never asked to keep (say, a redelivered reserve that found stock).
     lone.stock_verdict(id, StockOutcome::Reserved, None).await;
-    let message = tokio::time::timeout(Duration::from_secs(5), releases.next())
-        .await
-        .expect("release")
-        .expect("sub");
-    let release: Value = serde_json::from_slice(&message.payload).expect("json");
+    let release = next_release(&mut releases).await;
     assert_eq!(release["order_id"], json!(id));
     assert_eq!(lone.state(id).await, "rejected");
 }
@@ -236,21 +220,13 @@ async fn stock_reserved_late_for_an_order_already_rejected_is_released() {
 #[tokio::test]
 async fn stock_reserved_for_an_order_this_service_does_not_know_is_released() {
     let lone = Lone::new(DEADLINES).await;
-    let mut releases = lone
-        .client
-        .subscribe("product.cmd.release")
-        .await
-        .expect("subscribe");
+    let mut releases = lone.releases().await;
     let stranger = Uuid::now_v7();
 
     lone.stock_verdict(stranger, StockOutcome::Reserved, None)
         .await;
 
-    let message = tokio::time::timeout(Duration::from_secs(5), releases.next())
-        .await
-        .expect("release")
-        .expect("sub");
-    let release: Value = serde_json::from_slice(&message.payload).expect("json");
+    let release = next_release(&mut releases).await;
     assert_eq!(
         release,
         json!({"order_id": stranger, "product_id": 2, "quantity": 1})
