@@ -97,7 +97,18 @@ impl Stack {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "./stack {args:?} failed:\n{text}");
+        if !output.status.success() {
+            // What the script printed names the replica that failed, with its log; the broker's
+            // own log is often the rest of the story.
+            let nats =
+                std::fs::read_to_string(self.dir().join("logs/nats.log")).unwrap_or_default();
+            let tail: Vec<&str> = nats.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "./stack {args:?} failed:\n{text}\nthe end of logs/nats.log:\n{}",
+                tail.join("\n")
+            );
+        }
         text
     }
 
