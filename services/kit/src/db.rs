@@ -79,7 +79,8 @@ pub struct Probe(Arc<ProbeState>);
 struct ProbeState {
     up: AtomicBool,
     born: Instant,
-    /// Milliseconds from `born` to the last unanswered probe; 0 when every probe was answered.
+    /// Milliseconds from `born` to the last probe that found the database refusing or dropping
+    /// connections; 0 when none did.
     last_failure_ms: AtomicU64,
 }
 
@@ -111,7 +112,7 @@ impl Probe {
         }
     }
 
-    /// True when a probe went unanswered after a connection of this `age` was opened.
+    /// True when a probe found the database failing after a connection of this `age` was opened.
     fn failed_since(&self, age: Duration) -> bool {
         let failed = self.0.last_failure_ms.load(Ordering::Relaxed);
         let opened = self.0.born.elapsed().saturating_sub(age);
@@ -119,14 +120,17 @@ impl Probe {
     }
 
     /// Probes over a connection of its own, so that a busy pool is not mistaken for a
-    /// database that does not answer.
+    /// database that does not answer. A refused or broken connection means the database is
+    /// down or restarting (and the pool's connections from before are dead); a slow answer only
+    /// counts after a second one in a row, and leaves the pool alone.
     async fn watch(self, options: PgConnectOptions, pool: PgPool) {
         let mut every = tokio::time::interval(PROBE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut connection: Option<PgConnection> = None;
+        let mut slow = 0u32;
         while !pool.is_closed() {
             every.tick().await;
-            let answered = tokio::time::timeout(Duration::from_secs(1), async {
+            let probe = tokio::time::timeout(Duration::from_secs(1), async {
                 if connection.is_none() {
                     connection = Some(PgConnection::connect_with(&options).await?);
                 }
@@ -135,13 +139,24 @@ impl Probe {
                     None => Ok(()),
                 }
             })
-            .await
-            .is_ok_and(|result| result.is_ok());
-            if !answered {
-                connection = None;
-                let now = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-                self.0.last_failure_ms.store(now.max(1), Ordering::Relaxed);
-            }
+            .await;
+            let answered = match probe {
+                Ok(Ok(())) => {
+                    slow = 0;
+                    true
+                }
+                Ok(Err(_)) => {
+                    connection = None;
+                    let now = u64::try_from(self.0.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    self.0.last_failure_ms.store(now.max(1), Ordering::Relaxed);
+                    false
+                }
+                Err(_) => {
+                    connection = None;
+                    slow += 1;
+                    slow < 2
+                }
+            };
             if self.0.up.swap(answered, Ordering::Relaxed) != answered {
                 tracing::warn!(up = answered, "database reachability changed");
             }

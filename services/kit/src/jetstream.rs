@@ -19,14 +19,26 @@ use crate::nats::HandlerError;
 /// How long start-up waits for a stream owned by another service to appear.
 const STREAM_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Creates `def`, or updates it to match the file, on behalf of its owning service.
+/// Creates `def` as written in its file, unless it exists. An existing stream is left as it is:
+/// services may create their streams but not change them (nats/permissions.conf), so that a
+/// compromised one cannot widen its stream to capture subjects that are not its own. When the
+/// stream on the server has other subjects than the file, an operator applies the file.
 pub async fn ensure_stream(js: &Context, def: &StreamDef) -> anyhow::Result<()> {
     let config: jetstream::stream::Config = serde_json::from_str(def.json)
         .with_context(|| format!("stream definition {}", def.name))?;
     let started = tokio::time::Instant::now();
     loop {
-        match js.create_or_update_stream(config.clone()).await {
-            Ok(_) => return Ok(()),
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => {
+                if stream.cached_info().config.subjects != config.subjects {
+                    tracing::warn!(
+                        stream = def.name,
+                        "the stream's subjects differ from nats/streams/{0}.json; apply it with `nats stream edit {0} --config nats/streams/{0}.json`",
+                        def.name
+                    );
+                }
+                return Ok(());
+            }
             Err(error) if started.elapsed() < STREAM_PATIENCE => {
                 tracing::warn!(stream = def.name, %error, "cannot create stream yet, retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -317,9 +329,9 @@ async fn dead_letter(
 }
 
 /// `text` as a header value: printable ASCII on one line, at most 500 characters. A reason
-/// quotes the message it is about (serde names an unknown variant as sent), and a control
-/// character in a header would break the NATS protocol and the connection with it.
-fn header_text(text: &str) -> String {
+/// may quote the message it is about (serde names an unknown variant as sent), and a control
+/// character in a header would break the NATS protocol (async-nats panics on CR or LF).
+pub(crate) fn header_text(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
             let plain = c == ' ' || c.is_ascii_graphic();

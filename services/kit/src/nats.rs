@@ -247,7 +247,7 @@ pub async fn serve<Req, Rep, F, Fut>(
                         if error.code != BAD_REQUEST {
                             tracing::warn!(subject = %request.message.subject, code = error.code, error = %error.message, "handler failed");
                         }
-                        service::error::Error { code: error.code, status: error.message }
+                        service::error::Error { code: error.code, status: crate::jetstream::header_text(&error.message) }
                     });
                 if let Err(error) = request.respond(response).await {
                     tracing::warn!(subject = %request.message.subject, %error, "could not send reply");

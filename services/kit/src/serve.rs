@@ -16,8 +16,9 @@ use crate::config::Common;
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops without failing a
 /// request that Nginx (or any keep-alive client) has sent or is about to send:
 ///
-/// 1. The listening socket closes at once: a new connection is refused, and Nginx tries the
-///    next replica (a refused connection carried no request, so even a POST is retried).
+/// 1. The listening socket closes at once, once the connections already in its backlog are
+///    taken: a new connection is refused, and Nginx tries the next replica (a refused
+///    connection carried no request, so even a POST is retried).
 /// 2. For `config.shutdown_drain`, requests on open connections are still served, each answer
 ///    saying `Connection: close`: the client learns from the answer itself that the connection
 ///    ends, instead of sending its next request into a connection being closed under it (which
@@ -63,8 +64,9 @@ pub async fn http(
     }
 }
 
-/// A TCP listener that closes its socket as soon as shutdown begins, so that connection
-/// attempts are refused rather than queued where nobody will accept them.
+/// A TCP listener that closes its socket as soon as shutdown begins (after taking the
+/// connections already waiting in its backlog), so that connection attempts are refused rather
+/// than queued where nobody will accept them.
 struct Closing {
     listener: Option<TcpListener>,
     addr: SocketAddr,
@@ -86,12 +88,26 @@ impl Listener for Closing {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        use futures::FutureExt;
         loop {
             let Some(listener) = &self.listener else {
                 return std::future::pending().await;
             };
+            if self.shutdown.is_cancelled() {
+                // Connections the kernel has already completed would be reset with the socket,
+                // after the client may have sent its request on them: take them first (they are
+                // served, and told `Connection: close`), then close.
+                match listener.accept().now_or_never() {
+                    Some(Ok(connection)) => return connection,
+                    Some(Err(_)) => continue,
+                    None => {
+                        self.listener = None;
+                        continue;
+                    }
+                }
+            }
             tokio::select! {
-                () = self.shutdown.cancelled() => self.listener = None,
+                () = self.shutdown.cancelled() => {}
                 accepted = listener.accept() => match accepted {
                     Ok(connection) => return connection,
                     Err(error) => {

@@ -23,6 +23,8 @@ const FORBIDDEN_PUBLISH: [(&str, &[&str]); 3] = [
             "user.cmd.validate",
             "$JS.API.STREAM.PURGE.PRODUCT_SAGA",
             "$JS.API.STREAM.DELETE.USER_SAGA",
+            // Not even its own stream may be widened to capture more subjects.
+            "$JS.API.STREAM.UPDATE.USER_SAGA",
         ],
     ),
     (
@@ -36,6 +38,7 @@ const FORBIDDEN_PUBLISH: [(&str, &[&str]); 3] = [
             "product.cmd.reserve",
             "$JS.API.STREAM.PURGE.USER_SAGA",
             "$JS.API.CONSUMER.MSG.NEXT.ORDER_SAGA.order-place",
+            "$JS.API.STREAM.UPDATE.DEAD_LETTERS",
         ],
     ),
     (
@@ -49,6 +52,8 @@ const FORBIDDEN_PUBLISH: [(&str, &[&str]); 3] = [
             "$JS.API.STREAM.PURGE.USER_SAGA",
             "$JS.API.STREAM.DELETE.DEAD_LETTERS",
             "admin.cmd.anything",
+            // Its consumer of verdicts, turned to the user service's commands.
+            "$JS.API.CONSUMER.CREATE.USER_SAGA.order-user-verdicts.user.cmd.validate",
         ],
     ),
 ];
