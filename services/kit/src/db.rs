@@ -24,6 +24,10 @@ const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 /// How often the [`Probe`] asks the database.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
+/// Probes in a row that may go unanswered for a second each before a database that does not
+/// refuse connections, only answers slowly (an overloaded machine), counts as down.
+const SLOW_PROBES: u32 = 3;
+
 /// Opens the pool and applies `migrator`, retrying while the database is still starting, then
 /// starts the pool's [`Probe`].
 pub async fn connect(
@@ -122,7 +126,7 @@ impl Probe {
     /// Probes over a connection of its own, so that a busy pool is not mistaken for a
     /// database that does not answer. A refused or broken connection means the database is
     /// down or restarting (and the pool's connections from before are dead); a slow answer only
-    /// counts after a second one in a row, and leaves the pool alone.
+    /// counts after [`SLOW_PROBES`] in a row, and leaves the pool alone.
     async fn watch(self, options: PgConnectOptions, pool: PgPool) {
         let mut every = tokio::time::interval(PROBE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -154,7 +158,7 @@ impl Probe {
                 Err(_) => {
                     connection = None;
                     slow += 1;
-                    slow < 2
+                    slow < SLOW_PROBES
                 }
             };
             if self.0.up.swap(answered, Ordering::Relaxed) != answered {

@@ -1,5 +1,7 @@
 //! The fault-injection suite, short: orders under kills of every kind of component, and every
-//! guarantee checked afterwards (`./stack chaos` runs it longer).
+//! guarantee checked afterwards (`./stack chaos` runs it longer). A test binary of its own, so
+//! that it runs alone: its kills and restarts would otherwise starve the stacks of the tests
+//! running beside it, on two cores, into timeouts that are not theirs.
 
 use std::process::Command;
 
