@@ -195,6 +195,20 @@ impl Stack {
         script()
     }
 
+    /// Every replica's `/ready`, as (replica, status, body): `("order-2", 503, {...})`.
+    pub async fn readiness(&self) -> Vec<(String, u16, serde_json::Value)> {
+        let mut all = Vec::new();
+        for (service, _) in &self.service_ports {
+            for replica in 1..=2 {
+                let http =
+                    crate::http::Client::new(format!("http://{}", self.replica(service, replica)));
+                let reply = http.get("/ready").await;
+                all.push((format!("{service}-{replica}"), reply.status, reply.json));
+            }
+        }
+        all
+    }
+
     /// The state directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

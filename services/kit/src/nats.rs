@@ -28,13 +28,11 @@ pub async fn connect(config: &Common, name: &str) -> anyhow::Result<Client> {
         // Replies to this service come under its own prefix, the only inboxes its NATS user
         // may subscribe to (nats/permissions.conf).
         .custom_inbox_prefix(format!("_INBOX.{name}"))
+        // async-nats logs every connection event itself, at info; a server error (say, a
+        // permissions violation naming what nats/permissions.conf does not allow) is worth more.
         .event_callback(|event| async move {
-            match event {
-                // A permissions violation names what nats/permissions.conf does not allow.
-                async_nats::Event::ServerError(error) => {
-                    tracing::error!(%error, "NATS server error")
-                }
-                other => tracing::info!(event = %other, "NATS connection"),
+            if let async_nats::Event::ServerError(error) = event {
+                tracing::error!(%error, "NATS server error");
             }
         })
         .retry_on_initial_connect()

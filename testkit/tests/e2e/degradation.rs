@@ -48,24 +48,22 @@ async fn seed(http: &Client) {
     assert_eq!(http.post("/order", &order()).await.status, 200);
 }
 
-/// Every replica's `/ready`, as (status, body).
-async fn readiness(stack: &Stack) -> Vec<(u16, Value)> {
-    let mut all = Vec::new();
-    for service in ["user", "product", "order"] {
-        for replica in 1..=2 {
-            let http = Client::new(format!("http://{}", stack.replica(service, replica)));
-            let reply = http.get("/ready").await;
-            all.push((reply.status, reply.json));
-        }
+/// Every replica answers `/ready` with 503, saying which dependency is down.
+async fn assert_unready(stack: &Stack, nats: &str, database: &str) {
+    for (replica, status, body) in stack.readiness().await {
+        assert_eq!(status, 503, "{replica}");
+        assert_eq!(
+            (&body["nats"], &body["database"]),
+            (&json!(nats), &json!(database))
+        );
     }
-    all
 }
 
 /// After the dependency is back: every write works again through the same replicas.
 async fn assert_recovered(stack: &Stack) {
     let http = Client::new(stack.url());
-    for (status, body) in readiness(stack).await {
-        assert_eq!(status, 200, "{body}");
+    for (replica, status, body) in stack.readiness().await {
+        assert_eq!(status, 200, "{replica}: {body}");
     }
     let update = json!({"command": "update", "id": 2, "price": 2.5});
     let reply = http.post("/product", &update).await;
@@ -86,13 +84,7 @@ async fn with_nats_down_reads_are_served_writes_answer_503_at_once_and_all_recov
 
     stack.kill("nats");
 
-    for (status, body) in readiness(&stack).await {
-        assert_eq!(status, 503);
-        assert_eq!(
-            (&body["nats"], &body["database"]),
-            (&json!("down"), &json!("up"))
-        );
-    }
+    assert_unready(&stack, "down", "up").await;
     assert_eq!(http.get("/user/1").await.status, 200);
     assert_eq!(http.get("/product/2").await.json["quantity"], json!(99));
     assert_writes_refused_at_once(&http).await;
@@ -116,13 +108,7 @@ async fn with_postgres_down_every_request_answers_503_at_once_and_all_recovers_w
 
     stack.kill("postgres");
 
-    for (status, body) in readiness(&stack).await {
-        assert_eq!(status, 503);
-        assert_eq!(
-            (&body["nats"], &body["database"]),
-            (&json!("up"), &json!("down"))
-        );
-    }
+    assert_unready(&stack, "up", "down").await;
     assert_writes_refused_at_once(&http).await;
     for path in ["/user/1", "/product/2", "/user/purchased/1"] {
         let started = Instant::now();

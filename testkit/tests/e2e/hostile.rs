@@ -171,12 +171,8 @@ fn runner(cases: u32) -> TestRunner {
 }
 
 async fn assert_all_ready(stack: &Stack) {
-    for service in ["user", "product", "order"] {
-        for replica in 1..=2 {
-            let url = format!("http://{}/ready", stack.replica(service, replica));
-            let status = reqwest::get(&url).await.map(|r| r.status().as_u16());
-            assert_eq!(status.ok(), Some(200), "{service}-{replica} is not ready");
-        }
+    for (replica, status, _) in stack.readiness().await {
+        assert_eq!(status, 200, "{replica} is not ready");
     }
 }
 
