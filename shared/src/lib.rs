@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod order;
 pub mod product;
 pub mod saga;
 pub mod stream;

@@ -20,6 +20,11 @@ pub const PRODUCT_DELETE: &str = "product.cmd.delete";
 /// Read one product; payload [`crate::product::GetProduct`].
 pub const PRODUCT_GET: &str = "product.query.get";
 
+/// Read one order; request/reply, payload [`crate::order::GetOrder`], reply [`crate::order::OrderReply`].
+pub const ORDER_GET: &str = "order.query.get";
+/// A user's purchase history; payload [`crate::order::GetPurchased`], reply [`crate::order::Purchased`].
+pub const ORDER_PURCHASED: &str = "order.query.purchased";
+
 /// Place an order (JetStream, stream `ORDER_SAGA`); payload [`crate::saga::PlaceOrder`].
 pub const ORDER_PLACE: &str = "order.cmd.place";
 /// Does the user exist (JetStream, `USER_SAGA`); payload [`crate::saga::ValidateUser`].

@@ -49,6 +49,10 @@ impl Stack {
             ("STACK_DIR".to_owned(), dir.path().display().to_string()),
             ("STACK_BIN_DIR".to_owned(), binaries().display().to_string()),
             ("STACK_NGINX_PORT".to_owned(), nginx_port.to_string()),
+            (
+                "STACK_NGINX_STATUS_PORT".to_owned(),
+                ports.one().to_string(),
+            ),
             ("STACK_NATS_PORT".to_owned(), nats_port.to_string()),
             (
                 "STACK_NATS_MONITOR_PORT".to_owned(),
@@ -121,6 +125,17 @@ impl Stack {
     /// The public URL (Nginx).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.nginx_port)
+    }
+
+    /// Nginx's `stub_status` page, on its internal address.
+    pub fn nginx_status_url(&self) -> String {
+        let port = self
+            .env
+            .iter()
+            .find(|(name, _)| name == "STACK_NGINX_STATUS_PORT")
+            .map(|(_, port)| port.as_str())
+            .unwrap_or("8081");
+        format!("http://127.0.0.1:{port}/nginx_status")
     }
 
     /// The NATS URL.

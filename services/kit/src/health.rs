@@ -45,3 +45,28 @@ async fn ready(Extract(deps): Extract<Dependencies>) -> (StatusCode, Json<Value>
     });
     (status, Json(body))
 }
+
+/// `<service> healthcheck`, for container healthchecks (the runtime image has no curl): asks
+/// the process serving on `addr` (its `HTTP_ADDR`; an unspecified address means this host) for
+/// `/ready` and succeeds only on 200.
+pub fn probe(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream.take(4096).read_to_end(&mut answer)?;
+    let status_line = answer.split(|&b| b == b'\r').next().unwrap_or_default();
+    anyhow::ensure!(
+        status_line.starts_with(b"HTTP/1.1 200 "),
+        "{addr}/ready answered {}",
+        String::from_utf8_lossy(status_line)
+    );
+    Ok(())
+}

@@ -14,7 +14,12 @@ use serde::{Serialize, de::DeserializeOwned};
 use shared::stream::{ConsumerDef, StreamDef};
 use tokio_util::sync::CancellationToken;
 
-use crate::nats::HandlerError;
+use tracing::Instrument;
+
+use crate::{
+    metrics::{Kind, Metrics},
+    nats::HandlerError,
+};
 
 /// How long start-up waits for a stream owned by another service to appear.
 const STREAM_PATIENCE: Duration = Duration::from_secs(60);
@@ -89,7 +94,8 @@ pub struct PublishError {
 
 /// Publishes `payload` as JSON on `subject` with `Nats-Msg-Id: message_id`, and waits until the
 /// stream has stored it. A repeat within the stream's duplicate window is stored once. Fails at
-/// once when the client is not connected.
+/// once when the client is not connected. The message carries the current span's trace
+/// (`traceparent`), which its handler continues.
 pub async fn publish<T: Serialize>(
     js: &Context,
     subject: &str,
@@ -105,8 +111,11 @@ pub async fn publish<T: Serialize>(
         return Err(failed("not connected to NATS".into()));
     }
     let body = serde_json::to_vec(payload).map_err(|e| failed(e.to_string()))?;
+    let mut headers = async_nats::HeaderMap::new();
+    crate::telemetry::inject(&mut headers);
     let publish = PublishMessage::build()
         .payload(body.into())
+        .headers(headers)
         .message_id(message_id);
     let ack = js
         .send_publish(subject.to_owned(), publish)
@@ -141,6 +150,7 @@ pub async fn consume<T, F, Fut>(
     js: Context,
     consumer: PullConsumer,
     shutdown: CancellationToken,
+    metrics: Metrics,
     handler: F,
 ) where
     T: DeserializeOwned,
@@ -153,6 +163,7 @@ pub async fn consume<T, F, Fut>(
         stream: info.stream_name.clone(),
         consumer: info.name.clone(),
         max_deliver: info.config.max_deliver,
+        metrics,
     };
     let pullers = (0..PULLERS).map(|_| pull_loop(&consumer, &origin, &shutdown, &handler));
     futures::future::join_all(pullers).await;
@@ -164,6 +175,7 @@ struct Origin {
     stream: String,
     consumer: String,
     max_deliver: i64,
+    metrics: Metrics,
 }
 
 async fn pull_loop<T, F, Fut>(
@@ -205,6 +217,7 @@ async fn pull_loop<T, F, Fut>(
     }
 }
 
+/// Handles one message in a span continuing the trace it carries, counts it, and acknowledges it.
 async fn handle<T, F, Fut>(message: jetstream::Message, origin: &Origin, handler: &F)
 where
     T: DeserializeOwned,
@@ -212,6 +225,31 @@ where
     Fut: Future<Output = Result<(), HandlerError>>,
 {
     let subject = message.subject.to_string();
+    let span = tracing::info_span!(
+        "saga.handle",
+        subject,
+        consumer = origin.consumer,
+        otel.name = %format_args!("handle {subject}"),
+        otel.kind = "consumer",
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, crate::telemetry::from_nats(message.headers.as_ref()));
+    handle_in_span(message, subject, origin, handler)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_in_span<T, F, Fut>(
+    message: jetstream::Message,
+    subject: String,
+    origin: &Origin,
+    handler: &F,
+) where
+    T: DeserializeOwned,
+    F: Fn(Delivery<T>) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    let started = tokio::time::Instant::now();
     let (attempt, sequence) = message
         .info()
         .map(|info| (info.delivered, info.stream_sequence))
@@ -229,11 +267,15 @@ where
             "undecodable payload: {error}"
         ))),
     };
+    let code = outcome.as_ref().err().map(|error| error.code);
+    origin
+        .metrics
+        .handled(&subject, Kind::Saga, code, started.elapsed());
     let ack = match dispose(outcome, attempt, origin.max_deliver) {
         Disposition::Ack => AckKind::Ack,
         Disposition::Retry(delay) => AckKind::Nak(Some(delay)),
         Disposition::DeadLetter(reason) => {
-            tracing::error!(%subject, attempt, %reason, "saga message cannot be handled; moving it to DEAD_LETTERS");
+            tracing::error!(attempt, %reason, "saga message cannot be handled; moving it to DEAD_LETTERS");
             let letter = DeadLetter {
                 subject: &subject,
                 payload: &message.payload,
@@ -244,7 +286,7 @@ where
                 Ok(()) => AckKind::Term,
                 Err(error) => {
                     // Never drop it: without its dead letter stored, it stays to be tried again.
-                    tracing::error!(%subject, %error, "could not store the dead letter; will try again");
+                    tracing::error!(%error, "could not store the dead letter; will try again");
                     AckKind::Nak(Some(retry_delay(attempt)))
                 }
             }
@@ -252,7 +294,7 @@ where
     };
     if let Err(error) = message.ack_with(ack).await {
         // Not acknowledged means redelivered after ack_wait; every handler is idempotent.
-        tracing::warn!(%subject, %error, "could not acknowledge saga message");
+        tracing::warn!(%error, "could not acknowledge saga message");
     }
 }
 
@@ -325,6 +367,7 @@ async fn dead_letter(
         .message_id(format!("dead:{}:{sequence}", origin.stream));
     let subject = shared::subject::dead_letter(letter.subject);
     origin.js.send_publish(subject, publish).await?.await?;
+    origin.metrics.dead_lettered(&origin.consumer);
     Ok(())
 }
 
@@ -401,7 +444,12 @@ pub struct Worker {
 impl Worker {
     /// Starts consuming `consumer` with `handler` (see [`consume`]), and moving what JetStream
     /// gives up on to `DEAD_LETTERS`.
-    pub fn spawn<T, F, Fut>(js: &Context, consumer: PullConsumer, handler: F) -> Self
+    pub fn spawn<T, F, Fut>(
+        js: &Context,
+        consumer: PullConsumer,
+        metrics: &Metrics,
+        handler: F,
+    ) -> Self
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Delivery<T>) -> Fut + Send + Sync + 'static,
@@ -414,9 +462,16 @@ impl Worker {
             stream: info.stream_name.clone(),
             consumer: info.name.clone(),
             max_deliver: info.config.max_deliver,
+            metrics: metrics.clone(),
         };
         let watcher = tokio::spawn(watch_max_deliveries(origin, js.client()));
-        let task = tokio::spawn(consume(js.clone(), consumer, stop.clone(), handler));
+        let task = tokio::spawn(consume(
+            js.clone(),
+            consumer,
+            stop.clone(),
+            metrics.clone(),
+            handler,
+        ));
         Self {
             stop,
             task,

@@ -1,4 +1,5 @@
-//! What every service process shares: configuration, JSON bodies, connections, health, shutdown, tracing.
+//! What every service process shares: configuration, JSON bodies, connections, health, shutdown,
+//! metrics, tracing.
 //!
 //! The services differ in their data and messages; this crate holds the parts that must
 //! behave the same in all of them, so that a fix here is a fix everywhere.
@@ -9,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod jetstream;
+pub mod metrics;
 pub mod nats;
 pub mod serve;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use async_nats::{
 use futures::StreamExt;
 use serde::{Serialize, de::DeserializeOwned};
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_nats::connection::State;
 use shared::{
@@ -18,7 +19,10 @@ use shared::{
     subject::COMMAND_ID_HEADER,
 };
 
-use crate::config::Common;
+use crate::{
+    config::Common,
+    metrics::{Kind, Metrics},
+};
 
 /// Connects to NATS as `name`. The connection retries in the background, forever: a service
 /// starts (and reports not ready) while NATS is down, and recovers when it returns.
@@ -122,8 +126,15 @@ where
     let body: bytes::Bytes = serde_json::to_vec(payload)
         .map_err(|error| failed(error.to_string()))?
         .into();
+    let span = tracing::info_span!(
+        "nats.request",
+        subject,
+        otel.name = %format_args!("request {subject}"),
+        otel.kind = "client",
+    );
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(COMMAND_ID_HEADER, uuid::Uuid::now_v7().to_string().as_str());
+    span.in_scope(|| crate::telemetry::inject(&mut headers));
     let started = tokio::time::Instant::now();
     let mut retried = false;
     let reply = loop {
@@ -137,7 +148,11 @@ where
             .payload(body.clone())
             .headers(headers.clone())
             .timeout(Some(wait));
-        match client.send_request(subject.to_owned(), request).await {
+        match client
+            .send_request(subject.to_owned(), request)
+            .instrument(span.clone())
+            .await
+        {
             Ok(reply) => break reply,
             Err(error)
                 if error.kind() == RequestErrorKind::TimedOut && !retried && wait < remaining =>
@@ -214,25 +229,32 @@ impl HandlerError {
 /// until the service is stopped. Returns once the last in-flight request has been answered.
 ///
 /// The handler gets the request's command id (`Command-Id`), or a fresh one when it has none
-/// (say, a request typed with `nats req`).
-pub async fn serve<Req, Rep, F, Fut>(
-    endpoint: Endpoint,
-    concurrency: usize,
-    database: crate::db::Probe,
-    handler: F,
-) where
+/// (say, a request typed with `nats req`). It runs in a span continuing the request's trace,
+/// and the reply carries that trace on.
+pub async fn serve<Req, Rep, F, Fut>(endpoint: Endpoint, context: Serving, handler: F)
+where
     Req: DeserializeOwned,
     Rep: Serialize,
     F: Fn(Req, uuid::Uuid) -> Fut,
     Fut: Future<Output = Result<Rep, HandlerError>>,
 {
     endpoint
-        .for_each_concurrent(concurrency, |request| {
-            let (handler, database) = (&handler, &database);
+        .for_each_concurrent(context.concurrency, |request| {
+            let (handler, context) = (&handler, &context);
+            let subject = request.message.subject.to_string();
+            let span = tracing::info_span!(
+                "nats.handle",
+                subject,
+                otel.name = %format_args!("handle {subject}"),
+                otel.kind = "server",
+                trace_id = tracing::field::Empty,
+            );
+            crate::telemetry::continue_trace(&span, crate::telemetry::from_nats(request.message.headers.as_ref()));
             async move {
+                let started = tokio::time::Instant::now();
                 let outcome = match serde_json::from_slice::<Req>(&request.message.payload) {
                     // Every handler needs the database: without it, say so at once.
-                    Ok(_) if !database.is_up() => Err(HandlerError::unavailable("the database does not answer")),
+                    Ok(_) if !context.database.is_up() => Err(HandlerError::unavailable("the database does not answer")),
                     Ok(payload) => handler(payload, command_id(&request.message)).await,
                     Err(error) => Err(HandlerError::bad_request(format!("undecodable payload: {error}"))),
                 };
@@ -243,16 +265,32 @@ pub async fn serve<Req, Rep, F, Fut>(
                     .map(Into::into)
                     .map_err(|error| {
                         if error.code != BAD_REQUEST {
-                            tracing::warn!(subject = %request.message.subject, code = error.code, error = %error.message, "handler failed");
+                            tracing::warn!(code = error.code, error = %error.message, "handler failed");
                         }
                         service::error::Error { code: error.code, status: crate::jetstream::header_text(&error.message) }
                     });
-                if let Err(error) = request.respond(response).await {
-                    tracing::warn!(subject = %request.message.subject, %error, "could not send reply");
+                let code = response.as_ref().err().map(|error| error.code);
+                context.metrics.handled(&subject, Kind::Request, code, started.elapsed());
+                let mut headers = async_nats::HeaderMap::new();
+                crate::telemetry::inject(&mut headers);
+                if let Err(error) = request.respond_with_headers(response, headers).await {
+                    tracing::warn!(%error, "could not send reply");
                 }
             }
+            .instrument(span)
         })
         .await;
+}
+
+/// What [`serve`] needs besides the endpoint and the handler.
+#[derive(Clone)]
+pub struct Serving {
+    /// Requests handled at once.
+    pub concurrency: usize,
+    /// Requests are refused as unavailable while the database does not answer.
+    pub database: crate::db::Probe,
+    /// Where handled requests are counted.
+    pub metrics: Metrics,
 }
 
 fn command_id(message: &async_nats::Message) -> uuid::Uuid {
@@ -271,7 +309,7 @@ const ENDPOINT_CONCURRENCY: usize = 128;
 /// A service registered with the NATS services API and the tasks serving its endpoints.
 pub struct Handlers {
     client: Client,
-    database: crate::db::Probe,
+    serving: Serving,
     service: service::Service,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -279,12 +317,13 @@ pub struct Handlers {
 impl Handlers {
     /// Registers the service `name` (visible to `nats micro ls`); its endpoints share the queue
     /// group `name`, so each request is handled by exactly one replica.
-    /// Requests are refused as unavailable while `database` does not answer.
+    /// Requests are refused as unavailable while `database` does not answer, and counted in `metrics`.
     pub async fn start(
         client: &Client,
         name: &str,
         description: &str,
         database: crate::db::Probe,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         use async_nats::service::ServiceExt;
         let service = client
@@ -296,19 +335,25 @@ impl Handlers {
             .map_err(|error| anyhow::anyhow!("registering NATS service {name}: {error}"))?;
         Ok(Self {
             client: client.clone(),
-            database,
+            serving: Serving {
+                concurrency: ENDPOINT_CONCURRENCY,
+                database,
+                metrics,
+            },
             service,
             tasks: tokio::task::JoinSet::new(),
         })
     }
 
-    /// Adds the endpoint `name` on `subject`, served by `handler` in a background task. When
-    /// connected, returns only once the server has registered the subscription, so a request
-    /// sent from anywhere after this returns finds it.
+    /// Adds the endpoint `name` on `subject`, served by `handler` in a background task;
+    /// `description` goes in its metadata (`nats micro info` shows it). When connected,
+    /// returns only once the server has registered the subscription, so a request sent from
+    /// anywhere after this returns finds it.
     pub async fn add<Req, Rep, F, Fut>(
         &mut self,
         name: &str,
         subject: &str,
+        description: &str,
         handler: F,
     ) -> anyhow::Result<()>
     where
@@ -321,15 +366,15 @@ impl Handlers {
             .service
             .endpoint_builder()
             .name(name)
+            .metadata(std::collections::HashMap::from([(
+                "description".to_owned(),
+                description.to_owned(),
+            )]))
             .add(subject)
             .await
             .map_err(|error| anyhow::anyhow!("adding NATS endpoint {subject}: {error}"))?;
-        self.tasks.spawn(serve(
-            endpoint,
-            ENDPOINT_CONCURRENCY,
-            self.database.clone(),
-            handler,
-        ));
+        self.tasks
+            .spawn(serve(endpoint, self.serving.clone(), handler));
         if self.client.connection_state() == async_nats::connection::State::Connected
             && let Err(error) = round_trip(&self.client).await
         {

@@ -158,11 +158,21 @@ pub fn on_signal() -> CancellationToken {
 }
 
 /// The span of one HTTP request: method and the route template (`/user/{id}`), never the raw
-/// path, so ids do not explode the set of span names.
+/// path, so ids do not explode the set of span names. It continues the client's W3C trace
+/// (`traceparent`), or starts one.
 pub fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", axum::extract::MatchedPath::as_str);
-    tracing::info_span!("http", method = %request.method(), route)
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        route,
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, crate::telemetry::from_http(request.headers()));
+    span
 }

@@ -1,23 +1,79 @@
-//! Logging: `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` switches to one JSON object per line.
+//! Logs and traces. `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` writes one JSON
+//! object per line. Every span takes part in a W3C trace: an HTTP request continues the
+//! client's `traceparent`, and NATS commands, replies and events carry it in their headers, so
+//! one order's spans in the three services share a trace id, which their log lines show.
+//! Spans are exported over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::{EnvFilter, fmt};
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init() {
+/// The tracing pipeline of a process; [`Telemetry::shutdown`] sends the spans not yet exported.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Exports what is left. Call last, outside the async runtime.
+    pub fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown() {
+            eprintln!("shutting down the trace exporter: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber for the service `name`. Call once, first thing in `main`,
+/// before the async runtime starts (the OTLP exporter uses a blocking HTTP client on a thread
+/// of its own).
+pub fn init(name: &'static str) -> Telemetry {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
     let ansi = std::io::stdout().is_terminal();
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    let (provider, export_error) = tracer_provider(name);
+    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer(name));
+    let text = (!json).then(|| fmt::layer().with_target(false).with_ansi(ansi));
+    let objects = json.then(|| fmt::layer().json().with_target(false));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(objects)
+        .with(traces)
+        .init();
+    if let Some(error) = export_error {
+        tracing::error!(%error, "cannot export traces over OTLP; they are not exported");
+    }
+    Telemetry { provider }
+}
+
+/// A provider that makes trace ids always, and exports spans only when an OTLP endpoint is set.
+fn tracer_provider(name: &'static str) -> (SdkTracerProvider, Option<String>) {
+    let resource = Resource::builder().with_service_name(name).build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let configured = |var: &str| std::env::var(var).is_ok_and(|value| !value.trim().is_empty());
+    if !configured("OTEL_EXPORTER_OTLP_ENDPOINT")
+        && !configured("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    {
+        return (builder.build(), None);
+    }
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
+    // The specification's default; OTEL_EXPORTER_OTLP_PROTOCOL=http/json is honoured when set.
+    if !configured("OTEL_EXPORTER_OTLP_PROTOCOL")
+        && !configured("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    {
+        exporter = exporter.with_protocol(Protocol::HttpBinary);
+    }
+    match exporter.build() {
+        Ok(exporter) => (builder.with_batch_exporter(exporter).build(), None),
+        Err(error) => (builder.build(), Some(error.to_string())),
     }
 }
 
@@ -28,5 +84,87 @@ pub fn init_for_tests() {
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
         let _ = fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}
+
+/// Makes `span` continue the trace whose context `parent` carries (a new trace when it carries
+/// none), and records the trace id in the span's `trace_id` field, which its log lines show.
+/// Call before the span is first entered.
+pub fn continue_trace(span: &tracing::Span, parent: Context) {
+    if let Err(error) = span.set_parent(parent) {
+        tracing::debug!(?error, "cannot set a span's parent");
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    span.record("trace_id", tracing::field::display(trace_id));
+}
+
+/// The trace context of an HTTP request's `traceparent` (and `tracestate`) headers.
+pub fn from_http(headers: &axum::http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HttpHeaders(headers))
+}
+
+/// The trace context a NATS message carries in its headers, if any.
+pub fn from_nats(headers: Option<&async_nats::HeaderMap>) -> Context {
+    headers.map_or_else(Context::new, |headers| {
+        TraceContextPropagator::new().extract(&NatsHeaders(headers))
+    })
+}
+
+/// Writes the current span's trace context into `headers` (`traceparent`, `tracestate`).
+pub fn inject(headers: &mut async_nats::HeaderMap) {
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut NatsHeadersMut(headers));
+}
+
+struct HttpHeaders<'a>(&'a axum::http::HeaderMap);
+
+impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
+
+struct NatsHeaders<'a>(&'a async_nats::HeaderMap);
+
+impl Extractor for NatsHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(async_nats::HeaderValue::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+struct NatsHeadersMut<'a>(&'a mut async_nats::HeaderMap);
+
+impl Injector for NatsHeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_round_trips_through_nats_headers() {
+        let mut http = axum::http::HeaderMap::new();
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        http.insert("traceparent", traceparent.parse().unwrap());
+        let context = from_http(&http);
+        let mut nats = async_nats::HeaderMap::new();
+        TraceContextPropagator::new().inject_context(&context, &mut NatsHeadersMut(&mut nats));
+        assert_eq!(nats.get("traceparent").unwrap().as_str(), traceparent);
+        let back = from_nats(Some(&nats));
+        assert_eq!(
+            back.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
     }
 }

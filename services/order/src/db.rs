@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shared::saga::{OrderOutcome, OrderState, PlaceOrder, RejectReason, StockRequest};
 use sqlx::{PgConnection, PgExecutor, PgPool};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
 /// An order as stored.
@@ -35,6 +35,21 @@ impl Order {
             order_id: self.id,
             product_id: self.product_id,
             quantity: self.quantity,
+        }
+    }
+
+    /// The order as `GET /order/{id}` and `order.query.get` show it.
+    pub fn view(&self) -> shared::order::OrderView {
+        let timestamp = |at: OffsetDateTime| at.format(&Rfc3339).unwrap_or_default();
+        shared::order::OrderView {
+            id: self.id,
+            user_id: self.user_id,
+            product_id: self.product_id,
+            quantity: self.quantity,
+            state: self.state.clone(),
+            reason: self.reason.clone(),
+            created_at: timestamp(self.created_at),
+            updated_at: timestamp(self.updated_at),
         }
     }
 
@@ -168,6 +183,13 @@ pub async fn purchased(db: impl PgExecutor<'_>, user_id: i32) -> sqlx::Result<Ve
     .bind(user_id)
     .fetch_all(db)
     .await
+}
+
+/// How many orders are pending.
+pub async fn count_pending(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from orders where state = 'pending'")
+        .fetch_one(db)
+        .await
 }
 
 /// Deletes every order (operator reset).

@@ -18,7 +18,6 @@ use shared::{
     subject,
     user::{GetUser, UserReply},
 };
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
@@ -40,8 +39,13 @@ pub fn router(state: AppState) -> Router {
         .route("/user/purchased/{user_id}", get(purchased))
         .merge(kit::health::routes(dependencies))
         .merge(kit::admin::routes(state.admin.clone()))
+        .route("/metrics", get(metrics))
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .fallback(|| async { Error::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            kit::metrics::track,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(kit::serve::request_span))
         .with_state(state)
 }
@@ -200,7 +204,7 @@ impl Drop for Waiter {
     }
 }
 
-/// `GET /order/{id}`: the order as stored, in any state.
+/// `GET /order/{id}`: the order as stored, in any state (as `order.query.get` answers it).
 async fn status(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -211,18 +215,7 @@ async fn status(
     let id = Uuid::parse_str(&raw).map_err(|_| Error::NotFound)?;
     state.database.check()?;
     let order = db::find(&state.pool, id).await?.ok_or(Error::NotFound)?;
-    let timestamp = |at: time::OffsetDateTime| at.format(&Rfc3339).unwrap_or_default();
-    Ok(Json(json!({
-        "id": order.id,
-        "user_id": order.user_id,
-        "product_id": order.product_id,
-        "quantity": order.quantity,
-        "state": order.state,
-        "reason": order.reason,
-        "created_at": timestamp(order.created_at),
-        "updated_at": timestamp(order.updated_at),
-    }))
-    .into_response())
+    Ok(Json(order.view()).into_response())
 }
 
 /// `GET /user/purchased/{user_id}`: the user must exist (asked over NATS, the user service owns
@@ -250,6 +243,17 @@ async fn purchased(
         .map(|(product_id, units)| (product_id.to_string(), Value::from(units)))
         .collect();
     Ok(Json(totals).into_response())
+}
+
+/// `GET /metrics`, with the number of pending orders counted at the scrape.
+async fn metrics(State(state): State<AppState>) -> Response {
+    match db::count_pending(&state.pool).await {
+        Ok(pending) => {
+            state.saga.pending.set(pending);
+        }
+        Err(error) => tracing::warn!(%error, "cannot count pending orders for /metrics"),
+    }
+    state.metrics.render()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod config;
 mod db;
 mod error;
 mod http;
+mod metrics;
 mod nats;
 mod sweeper;
 
@@ -39,6 +40,10 @@ pub struct AppState {
     pub waiters: Arc<nats::Waiters>,
     /// How long `POST /order` waits before answering 202.
     pub order_wait: Duration,
+    /// What `GET /metrics` shows.
+    pub metrics: kit::metrics::Metrics,
+    /// The saga's own figures, part of `metrics`.
+    pub saga: metrics::Saga,
     /// Whether `order_db` answered lately.
     pub database: kit::db::Probe,
 }
@@ -52,6 +57,9 @@ pub async fn run(
     let common = &config.common;
     let (pool, database) = kit::db::connect(common, "order", &MIGRATOR).await?;
     let nats = kit::nats::connect(common, "order").await?;
+    let mut saga = None;
+    let metrics = kit::metrics::Metrics::new(|registry| saga = Some(metrics::Saga::new(registry)));
+    let saga = saga.ok_or_else(|| anyhow::anyhow!("saga metrics not registered"))?;
     let state = AppState {
         pool: pool.clone(),
         nats: nats.clone(),
@@ -65,9 +73,12 @@ pub async fn run(
         waiters: Arc::default(),
         order_wait: config.order_wait,
         database,
+        metrics,
+        saga,
     };
     let pruning = kit::db::prune_every_minute(pool.clone(), db::PRUNE_IDEMPOTENCY_KEYS);
     let listener_task = nats::listen_outcomes(&state).await?;
+    let queries = nats::start_queries(state.clone()).await?;
     let workers = nats::start_saga(state.clone()).await?;
     let sweeping = CancellationToken::new();
     let sweeper = tokio::spawn(sweeper::run(
@@ -89,6 +100,7 @@ pub async fn run(
     kit::serve::http(listener, http::router(state), shutdown, common).await?;
     sweeping.cancel();
     let _ = sweeper.await;
+    queries.stop(common.shutdown_timeout).await;
     for worker in workers {
         worker.stop(common.shutdown_timeout).await;
     }

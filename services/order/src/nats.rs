@@ -7,9 +7,10 @@ use std::{collections::HashMap, sync::Mutex};
 use futures::StreamExt;
 use kit::{
     jetstream::{Delivery, Worker},
-    nats::HandlerError,
+    nats::{HandlerError, Handlers},
 };
 use shared::{
+    order::{GetOrder, GetPurchased, OrderReply, Purchased},
     saga::{
         OrderOutcome, OrderState, PlaceOrder, StockOutcome, StockRequest, StockVerdict,
         UserVerdict, ValidateUser, message_id,
@@ -21,6 +22,55 @@ use uuid::Uuid;
 
 use crate::{AppState, Error, db};
 
+/// Registers the `order` service with its queries (`nats micro ls` lists it with the others).
+pub async fn start_queries(state: AppState) -> anyhow::Result<Handlers> {
+    let mut handlers = Handlers::start(
+        &state.nats,
+        "order",
+        "Orders: placed through a saga on JetStream (order.cmd.place); looked up here",
+        state.database.clone(),
+        state.metrics.clone(),
+    )
+    .await?;
+    let s = state.clone();
+    handlers
+        .add(
+            "get",
+            subject::ORDER_GET,
+            "One order by id, in any state",
+            move |query, _| get(s.clone(), query),
+        )
+        .await?;
+    handlers
+        .add(
+            "purchased",
+            subject::ORDER_PURCHASED,
+            "Units bought per product over a user's confirmed orders",
+            move |query, _| purchased(state.clone(), query),
+        )
+        .await?;
+    Ok(handlers)
+}
+
+async fn get(state: AppState, query: GetOrder) -> Result<OrderReply, HandlerError> {
+    let order = db::find(&state.pool, query.id).await.map_err(Error::from)?;
+    Ok(order.map_or(OrderReply::NotFound, |order| OrderReply::Ok {
+        order: order.view(),
+    }))
+}
+
+async fn purchased(state: AppState, query: GetPurchased) -> Result<Purchased, HandlerError> {
+    let totals = db::purchased(&state.pool, query.user_id)
+        .await
+        .map_err(Error::from)?;
+    Ok(Purchased {
+        units: totals
+            .into_iter()
+            .map(|(product_id, units)| (product_id.to_string(), units))
+            .collect(),
+    })
+}
+
 /// Creates the order streams and starts the three saga workers.
 pub async fn start_saga(state: AppState) -> anyhow::Result<Vec<Worker>> {
     kit::jetstream::ensure_stream(&state.js, &stream::ORDER_SAGA).await?;
@@ -28,16 +78,16 @@ pub async fn start_saga(state: AppState) -> anyhow::Result<Vec<Worker>> {
     let place_consumer = kit::jetstream::consumer(&state.js, &stream::ORDER_PLACE).await?;
     let users = kit::jetstream::consumer(&state.js, &stream::ORDER_USER_VERDICTS).await?;
     let stock = kit::jetstream::consumer(&state.js, &stream::ORDER_STOCK_VERDICTS).await?;
-    let js = state.js.clone();
+    let (js, metrics) = (state.js.clone(), state.metrics.clone());
     let (s1, s2, s3) = (state.clone(), state.clone(), state);
     Ok(vec![
-        Worker::spawn(&js, place_consumer, move |delivery| {
+        Worker::spawn(&js, place_consumer, &metrics, move |delivery| {
             place(s1.clone(), delivery)
         }),
-        Worker::spawn(&js, users, move |delivery| {
+        Worker::spawn(&js, users, &metrics, move |delivery| {
             user_verdict(s2.clone(), delivery)
         }),
-        Worker::spawn(&js, stock, move |delivery| {
+        Worker::spawn(&js, stock, &metrics, move |delivery| {
             stock_verdict(s3.clone(), delivery)
         }),
     ])
@@ -88,7 +138,7 @@ async fn user_verdict(
         .await
         .map_err(Error::from)?
     {
-        Some(order) => settle(&state, &order).await,
+        Some(order) => decided(&state, &order).await,
         None => resettle(&state, verdict.order_id, None).await,
     }
 }
@@ -121,9 +171,15 @@ async fn stock_verdict(
         .await
         .map_err(Error::from)?
     {
-        Some(order) => settle(&state, &order).await,
+        Some(order) => decided(&state, &order).await,
         None => resettle(&state, verdict.order_id, reserved).await,
     }
+}
+
+/// A verdict was recorded: count the order if that decided it, and settle it.
+async fn decided(state: &AppState, order: &db::Order) -> Result<(), HandlerError> {
+    state.saga.decided(order);
+    settle(state, order).await
 }
 
 /// A verdict that recorded nothing: a repeat, or one for an order already decided. The first

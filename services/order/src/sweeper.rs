@@ -79,8 +79,10 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
         let rejected = db::Order {
             state: OrderState::Rejected.as_str().to_owned(),
             reason: None,
+            updated_at: OffsetDateTime::now_utc(),
             ..order.clone()
         };
+        state.saga.decided(&rejected);
         let Some(outcome) = rejected.outcome() else {
             continue;
         };

@@ -32,6 +32,8 @@ pub struct AppState {
     pub admin: kit::admin::Admin,
     /// How long a request over NATS waits for its reply, and when it is sent again.
     pub timing: kit::nats::Timing,
+    /// What `GET /metrics` shows.
+    pub metrics: kit::metrics::Metrics,
     /// Whether the database answers.
     pub database: kit::db::Probe,
 }
@@ -56,6 +58,7 @@ pub async fn run(
             timeout: common.body_timeout,
         },
         database,
+        metrics: kit::metrics::Metrics::new(|_| {}),
     };
     let handlers = nats::start(state.clone()).await?;
     let saga = nats::start_saga(state.clone()).await?;

@@ -22,30 +22,43 @@ pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
         "product",
         "Products and stock: create, update, delete, look up",
         state.database.clone(),
+        state.metrics.clone(),
     )
     .await?;
     let s = state.clone();
     handlers
-        .add("create", subject::PRODUCT_CREATE, move |cmd, id| {
-            create(s.clone(), cmd, id)
-        })
+        .add(
+            "create",
+            subject::PRODUCT_CREATE,
+            "Create a product (id, name, description, price, quantity)",
+            move |cmd, id| create(s.clone(), cmd, id),
+        )
         .await?;
     let s = state.clone();
     handlers
-        .add("update", subject::PRODUCT_UPDATE, move |cmd, id| {
-            update(s.clone(), cmd, id)
-        })
+        .add(
+            "update",
+            subject::PRODUCT_UPDATE,
+            "Change some fields of a product",
+            move |cmd, id| update(s.clone(), cmd, id),
+        )
         .await?;
     let s = state.clone();
     handlers
-        .add("delete", subject::PRODUCT_DELETE, move |cmd, id| {
-            delete(s.clone(), cmd, id)
-        })
+        .add(
+            "delete",
+            subject::PRODUCT_DELETE,
+            "Delete a product whose fields match",
+            move |cmd, id| delete(s.clone(), cmd, id),
+        )
         .await?;
     handlers
-        .add("get", subject::PRODUCT_GET, move |query, _| {
-            get(state.clone(), query)
-        })
+        .add(
+            "get",
+            subject::PRODUCT_GET,
+            "One product by id",
+            move |query, _| get(state.clone(), query),
+        )
         .await?;
     Ok(handlers)
 }
@@ -128,9 +141,12 @@ pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
     kit::jetstream::ensure_stream(&state.js, &stream::PRODUCT_SAGA).await?;
     let consumer = kit::jetstream::consumer(&state.js, &stream::PRODUCT_STOCK).await?;
     let js = state.js.clone();
-    Ok(Worker::spawn(&js, consumer, move |delivery| {
-        stock(state.clone(), delivery)
-    }))
+    Ok(Worker::spawn(
+        &js,
+        consumer,
+        &state.metrics.clone(),
+        move |delivery| stock(state.clone(), delivery),
+    ))
 }
 
 /// `product.cmd.reserve` or `product.cmd.release`: act, then publish the verdict. The reply is

@@ -32,8 +32,13 @@ pub fn router(state: AppState) -> Router {
         .route("/user/{id}", get(read))
         .merge(kit::health::routes(dependencies))
         .merge(kit::admin::routes(state.admin.clone()))
+        .merge(kit::metrics::routes(state.metrics.clone()))
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .fallback(|| async { Error::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            kit::metrics::track,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(kit::serve::request_span))
         .with_state(state)
 }

@@ -22,30 +22,43 @@ pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
         "user",
         "Users: create, update, delete, look up",
         state.database.clone(),
+        state.metrics.clone(),
     )
     .await?;
     let s = state.clone();
     handlers
-        .add("create", subject::USER_CREATE, move |cmd, id| {
-            create(s.clone(), cmd, id)
-        })
+        .add(
+            "create",
+            subject::USER_CREATE,
+            "Create a user (id, username, email, password)",
+            move |cmd, id| create(s.clone(), cmd, id),
+        )
         .await?;
     let s = state.clone();
     handlers
-        .add("update", subject::USER_UPDATE, move |cmd, id| {
-            update(s.clone(), cmd, id)
-        })
+        .add(
+            "update",
+            subject::USER_UPDATE,
+            "Change some fields of a user",
+            move |cmd, id| update(s.clone(), cmd, id),
+        )
         .await?;
     let s = state.clone();
     handlers
-        .add("delete", subject::USER_DELETE, move |cmd, id| {
-            delete(s.clone(), cmd, id)
-        })
+        .add(
+            "delete",
+            subject::USER_DELETE,
+            "Delete a user whose credentials match",
+            move |cmd, id| delete(s.clone(), cmd, id),
+        )
         .await?;
     handlers
-        .add("get", subject::USER_GET, move |query, _| {
-            get(state.clone(), query)
-        })
+        .add(
+            "get",
+            subject::USER_GET,
+            "One user by id",
+            move |query, _| get(state.clone(), query),
+        )
         .await?;
     Ok(handlers)
 }
@@ -122,9 +135,12 @@ pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
     kit::jetstream::ensure_stream(&state.js, &stream::USER_SAGA).await?;
     let consumer = kit::jetstream::consumer(&state.js, &stream::USER_VALIDATE).await?;
     let js = state.js.clone();
-    Ok(Worker::spawn(&js, consumer, move |delivery| {
-        validate(state.clone(), delivery)
-    }))
+    Ok(Worker::spawn(
+        &js,
+        consumer,
+        &state.metrics.clone(),
+        move |delivery| validate(state.clone(), delivery),
+    ))
 }
 
 /// `user.cmd.validate`: publishes `user.evt.validated` or `user.evt.rejected`. Reads only, so a

@@ -3,9 +3,12 @@
 mod degradation;
 mod hostile;
 mod lifecycle;
+mod metrics;
+mod nats_services;
 mod nats_trail;
 mod nginx_bounds;
 mod orders;
 mod permissions;
 mod shutdown;
 mod through_nginx;
+mod traces;

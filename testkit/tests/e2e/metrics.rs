@@ -1,0 +1,267 @@
+//! What Prometheus scrapes: `GET /metrics` on every replica, whose counts add up to the traffic
+//! that went through Nginx, and Nginx's own `stub_status` on its internal address.
+
+use futures::future::join_all;
+use serde_json::json;
+use testkit::{http::Client, stack::Stack};
+
+/// One sample of the Prometheus text format: name, labels, value.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            let value = value.parse().expect("a number");
+            let Some((name, labels)) = series.split_once('{') else {
+                return Sample {
+                    name: series.to_owned(),
+                    labels: Vec::new(),
+                    value,
+                };
+            };
+            let labels = labels.strip_suffix('}').expect("labels end with }");
+            let labels = labels
+                .split("\",")
+                .map(|pair| {
+                    let (key, value) = pair.split_once("=\"").expect("key=\"value\"");
+                    (key.to_owned(), value.trim_end_matches('"').to_owned())
+                })
+                .collect();
+            Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            }
+        })
+        .collect()
+}
+
+/// Every replica's samples of `service`, scraped directly (Prometheus scrapes each target).
+async fn scrape(stack: &Stack, service: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for replica in 1..=2 {
+        let url = format!("http://{}/metrics", stack.replica(service, replica));
+        let reply = reqwest::get(url).await.expect("scrape");
+        assert_eq!(reply.status(), 200);
+        let content_type = reply.headers()["content-type"].to_str().expect("ascii");
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        samples.extend(parse(&reply.text().await.expect("text")));
+    }
+    samples
+}
+
+/// The sum over replicas of `name` for the samples carrying all of `labels`.
+fn total(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(key, value)| key == k && value == v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_of_every_service_count_the_traffic_that_went_through_nginx() {
+    let stack = Stack::up();
+    let http = Client::new(stack.url());
+    for id in 1..=3 {
+        let user =
+            json!({"command": "create", "id": id, "username": "u", "email": "e", "password": "p"});
+        assert_eq!(http.post("/user", &user).await.status, 200);
+    }
+    let product = json!({"command": "create", "id": 1, "name": "n", "description": "d", "price": 2.5, "quantity": 10});
+    assert_eq!(http.post("/product", &product).await.status, 200);
+    for _ in 0..4 {
+        assert_eq!(http.get("/product/1").await.status, 200);
+    }
+    assert_eq!(http.get("/product/2").await.status, 404);
+
+    // 10 units: five orders of 2 succeed, two more find no stock, two name a missing user.
+    let place = |user_id: i32| json!({"command": "place order", "user_id": user_id, "product_id": 1, "quantity": 2});
+    let mut statuses: Vec<u16> = join_all((0..7).map(|i| {
+        let (http, body) = (&http, place(1 + i % 3));
+        async move { http.post("/order", &body).await.status }
+    }))
+    .await;
+    statuses.extend(
+        join_all((0..2).map(|_| {
+            let (http, body) = (&http, place(99));
+            async move { http.post("/order", &body).await.status }
+        }))
+        .await,
+    );
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 404, 404, 409, 409]);
+
+    let user = scrape(&stack, "user").await;
+    assert_eq!(
+        total(
+            &user,
+            "http_requests_total",
+            &[("method", "POST"), ("route", "/user"), ("status", "200")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        total(
+            &user,
+            "nats_messages_handled_total",
+            &[
+                ("subject", "user.cmd.create"),
+                ("kind", "request"),
+                ("outcome", "ok")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        total(
+            &user,
+            "nats_messages_handled_total",
+            &[
+                ("subject", "user.cmd.validate"),
+                ("kind", "saga"),
+                ("outcome", "ok")
+            ]
+        ),
+        9.0
+    );
+    assert_eq!(
+        total(
+            &user,
+            "nats_handler_duration_seconds_count",
+            &[("subject", "user.cmd.validate")]
+        ),
+        9.0
+    );
+
+    let product = scrape(&stack, "product").await;
+    assert_eq!(
+        total(
+            &product,
+            "http_requests_total",
+            &[("route", "/product/{id}"), ("status", "200")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        total(
+            &product,
+            "http_requests_total",
+            &[("route", "/product/{id}"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        total(
+            &product,
+            "http_request_duration_seconds_count",
+            &[("route", "/product/{id}")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        total(
+            &product,
+            "nats_messages_handled_total",
+            &[
+                ("subject", "product.cmd.create"),
+                ("kind", "request"),
+                ("outcome", "ok")
+            ]
+        ),
+        1.0
+    );
+    assert!(
+        total(
+            &product,
+            "nats_messages_handled_total",
+            &[("subject", "product.cmd.reserve")]
+        ) >= 9.0
+    );
+
+    let order = scrape(&stack, "order").await;
+    assert_eq!(
+        total(
+            &order,
+            "http_requests_total",
+            &[("route", "/order"), ("status", "200")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        total(
+            &order,
+            "http_requests_total",
+            &[("route", "/order"), ("status", "409")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        total(
+            &order,
+            "http_requests_total",
+            &[("route", "/order"), ("status", "404")]
+        ),
+        2.0
+    );
+    assert_eq!(total(&order, "orders_confirmed_total", &[]), 5.0);
+    assert_eq!(
+        total(
+            &order,
+            "orders_rejected_total",
+            &[("reason", "insufficient_stock")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        total(
+            &order,
+            "orders_rejected_total",
+            &[("reason", "user_not_found")]
+        ),
+        2.0
+    );
+    assert_eq!(total(&order, "order_saga_duration_seconds_count", &[]), 9.0);
+    assert_eq!(total(&order, "orders_pending", &[]), 0.0);
+    assert_eq!(
+        total(
+            &order,
+            "nats_messages_handled_total",
+            &[
+                ("subject", "order.cmd.place"),
+                ("kind", "saga"),
+                ("outcome", "ok")
+            ]
+        ),
+        9.0
+    );
+    assert_eq!(total(&order, "dead_letters_total", &[]), 0.0);
+
+    let status = reqwest::get(stack.nginx_status_url())
+        .await
+        .expect("stub_status");
+    assert_eq!(status.status(), 200);
+    let text = status.text().await.expect("text");
+    assert!(text.starts_with("Active connections:"), "{text}");
+    assert!(text.contains("server accepts handled requests"), "{text}");
+    let public = http.get("/nginx_status").await;
+    assert_eq!(
+        public.status, 404,
+        "stub_status is not public: {}",
+        public.text
+    );
+}

@@ -1,0 +1,141 @@
+//! Following a request through traces: an order placed with a W3C `traceparent` leaves spans
+//! with that trace id in all three services (exported over OTLP to a collector the test runs),
+//! and the order service's log lines carry it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+};
+
+use serde_json::{Value, json};
+use testkit::{http::Client, stack::Stack};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpListener,
+};
+
+/// The OTLP/HTTP requests a collector received: (path, JSON body).
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A minimal OTLP/HTTP collector: answers every request 200 and keeps its JSON body.
+async fn collector() -> (String, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let received = Received::default();
+    let store = received.clone();
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut connection = BufReader::new(connection);
+                loop {
+                    let mut request_line = String::new();
+                    if connection.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        connection.read_line(&mut header).await.expect("header");
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().expect("length");
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    connection.read_exact(&mut body).await.expect("body");
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    store.lock().expect("lock").push((path, body));
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    connection
+                        .get_mut()
+                        .write_all(answer.as_bytes())
+                        .await
+                        .expect("answer");
+                }
+            });
+        }
+    });
+    (url, received)
+}
+
+/// Service name to the trace ids of its exported spans.
+fn traces_by_service(received: &Received) -> BTreeMap<String, BTreeSet<String>> {
+    let mut traces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, body) in received.lock().expect("lock").iter() {
+        for resource in body["resourceSpans"].as_array().into_iter().flatten() {
+            let service = resource["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.name")
+                .and_then(|a| a["value"]["stringValue"].as_str())
+                .unwrap_or("?")
+                .to_owned();
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    let id = span["traceId"].as_str().unwrap_or("").to_lowercase();
+                    traces.entry(service.clone()).or_default().insert(id);
+                }
+            }
+        }
+    }
+    traces
+}
+
+#[tokio::test]
+async fn an_orders_trace_id_crosses_all_three_services() {
+    let (endpoint, received) = collector().await;
+    let stack = Stack::up_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("RUST_LOG", "info,tower_http=debug"),
+    ]);
+    let http = Client::new(stack.url());
+    let user =
+        json!({"command": "create", "id": 1, "username": "u", "email": "e", "password": "p"});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+    let product = json!({"command": "create", "id": 1, "name": "n", "description": "d", "price": 1, "quantity": 5});
+    assert_eq!(http.post("/product", &product).await.status, 200);
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let order = json!({"command": "place order", "user_id": 1, "product_id": 1, "quantity": 2});
+    let placed = http
+        .post_with("/order", &order, &[("traceparent", &traceparent)])
+        .await;
+    assert_eq!(placed.status, 200, "{}", placed.text);
+
+    let services = testkit::eventually("spans of the order in all three services", || async {
+        let traces = traces_by_service(&received);
+        let with_trace: Vec<String> = traces
+            .iter()
+            .filter(|(_, ids)| ids.contains(trace_id))
+            .map(|(service, _)| service.clone())
+            .collect();
+        (with_trace.len() == 3).then_some(with_trace)
+    })
+    .await;
+    assert_eq!(services, ["order", "product", "user"]);
+    assert!(
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .all(|(path, _)| path == "/v1/traces"),
+        "spans go to the OTLP traces path"
+    );
+
+    // The order service's log lines of that request carry the trace id.
+    let logged = (1..=2).any(|replica| {
+        let log = stack.dir().join(format!("logs/order-{replica}.log"));
+        std::fs::read_to_string(log).is_ok_and(|text| text.contains(trace_id))
+    });
+    assert!(logged, "no order log line carries trace id {trace_id}");
+}
