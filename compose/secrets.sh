@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Writes the secrets compose.yml requires into .env at the repository's root, where
+# `docker compose` reads them: each `${NAME:?...}` of compose.yml, and ADMIN_TOKEN (optional in
+# compose.yml: `ADMIN_TOKEN=` with no value turns POST /admin/* off). A variable already in .env
+# is kept, never replaced: PostgreSQL sets its roles' passwords only when it creates its volume.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+env_file=$root/.env
+umask 077
+touch "$env_file"
+
+names=$(grep -v '^[[:space:]]*#' "$root/compose.yml" | grep -oE '\$\{[A-Z][A-Z0-9_]*:\?' |
+    sed -E 's/^\$\{//; s/:\?$//' | sort -u)
+added=()
+for name in $names ADMIN_TOKEN; do
+    grep -q "^$name=" "$env_file" && continue
+    # A letter first, as ./stack does: nats-server reads an environment value as a configuration
+    # value, and one starting with a digit would be taken for a number.
+    printf '%s=s%s\n' "$name" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >>"$env_file"
+    added+=("$name")
+done
+if [ ${#added[@]} -gt 0 ]; then
+    printf 'compose/secrets.sh: wrote %s to %s\n' "${added[*]}" "$env_file"
+else
+    printf 'compose/secrets.sh: %s already has every secret\n' "$env_file"
+fi
