@@ -270,8 +270,14 @@ pub async fn touch(db: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
 pub enum Claim {
     /// The key was free; it now stands for the order given.
     Taken,
-    /// An earlier request holds the key, for this order.
-    Held(PlaceOrder),
+    /// An earlier request holds the key, for this order; `accepted` when its first answer was
+    /// 202 (repeats answer the same).
+    Held {
+        /// The order the key stands for.
+        order: PlaceOrder,
+        /// Whether the key's first answer was 202.
+        accepted: bool,
+    },
 }
 
 /// Claims `key` for `order`. The primary key decides between concurrent requests; the loser
@@ -294,18 +300,37 @@ pub async fn claim_key(db: &PgPool, key: &str, order: &PlaceOrder) -> sqlx::Resu
     if taken.is_some() {
         return Ok(Claim::Taken);
     }
-    let (order_id, user_id, product_id, quantity) = sqlx::query_as(
-        "select order_id, user_id, product_id, quantity from idempotency_keys where key = $1",
+    let (order_id, user_id, product_id, quantity, accepted) = sqlx::query_as(
+        "select order_id, user_id, product_id, quantity, first_answer is not distinct from 'accepted'
+         from idempotency_keys where key = $1",
     )
     .bind(key)
     .fetch_one(db)
     .await?;
-    Ok(Claim::Held(PlaceOrder {
-        order_id,
-        user_id,
-        product_id,
-        quantity,
-    }))
+    Ok(Claim::Held {
+        order: PlaceOrder {
+            order_id,
+            user_id,
+            product_id,
+            quantity,
+        },
+        accepted,
+    })
+}
+
+/// Records what `key`'s first answer was (202 `accepted`, or the outcome), unless an earlier
+/// answer is recorded already.
+#[tracing::instrument(skip_all, err)]
+pub async fn record_first_answer(db: &PgPool, key: &str, accepted: bool) -> sqlx::Result<()> {
+    sqlx::query(
+        "update idempotency_keys set first_answer = case when $2 then 'accepted' else 'decided' end
+         where key = $1 and first_answer is null",
+    )
+    .bind(key)
+    .bind(accepted)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Forgets keys older than a day: a client retries within minutes, not days.

@@ -53,9 +53,10 @@ pub fn router(state: AppState) -> Router {
 /// `POST /order`: validate (400 first), hand the order to the saga, and wait a bounded time
 /// for its outcome; past the bound, or with `Prefer: respond-async`, answer 202 at once.
 ///
-/// With an `Idempotency-Key`, the first request claims the key for its order; a repeat with
-/// the same order answers that order's outcome (placing it again under the same id if the
-/// first placement never reached the saga), and a repeat with another order is 422.
+/// With an `Idempotency-Key`, the first request claims the key for its order, and a repeat with
+/// the same order answers what the first answered: 202 again if that was 202, otherwise the
+/// order's outcome (placing it again under the same id if the first placement never reached the
+/// saga, say after a 503). A repeat with another order is 422.
 async fn place(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -70,11 +71,41 @@ async fn place(
         None => (order, false),
         Some(key) => match db::claim_key(&state.pool, key, &order).await? {
             db::Claim::Taken => (order, false),
-            db::Claim::Held(first) if same_order(&first, &order) => (first, true),
-            db::Claim::Held(_) => return Err(Error::KeyReused.into()),
+            db::Claim::Held {
+                order: first,
+                accepted: true,
+            } if same_order(&first, &order) => {
+                return Ok(accepted(first.order_id));
+            }
+            db::Claim::Held { order: first, .. } if same_order(&first, &order) => (first, true),
+            db::Claim::Held { .. } => return Err(Error::KeyReused.into()),
         },
     };
-    let respond_async = prefers_async(&headers);
+    let answered = hand_over(&state, order, repeat, prefers_async(&headers)).await;
+    if let Some(key) = key {
+        let first = match &answered {
+            Ok(response) => Some(response.status() == StatusCode::ACCEPTED),
+            Err(Placing(Error::UnknownParty | Error::OutOfStock)) => Some(false),
+            Err(_) => None,
+        };
+        if let Some(accepted) = first
+            && let Err(error) = db::record_first_answer(&state.pool, key, accepted).await
+        {
+            // A repeat then answers the outcome instead of 202: the order is no worse off.
+            tracing::warn!(%error, "cannot record the first answer of an Idempotency-Key");
+        }
+    }
+    answered
+}
+
+/// Publishes `order` to the saga (unless it is a `repeat` already decided) and answers its
+/// outcome, or 202 past the wait bound or when the client prefers to be answered at once.
+async fn hand_over(
+    state: &AppState,
+    order: PlaceOrder,
+    repeat: bool,
+    respond_async: bool,
+) -> Result<Response, Placing> {
     // Registered before the order is looked up or published, so that no outcome is missed.
     let waiter = (!respond_async).then(|| Waiter::new(&state.waiters, order.order_id));
     if repeat

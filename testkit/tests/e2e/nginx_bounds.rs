@@ -73,6 +73,33 @@ async fn oversized_headers_are_refused_in_json_and_a_client_slow_to_send_them_is
         response.json::<serde_json::Value>().await.expect("JSON"),
         json!({})
     );
+    // On POST /order, in the order's error shape, though Nginx refuses it before any location.
+    let response = http
+        .post(format!("{}/order", stack.url()))
+        .header("x-padding", "x".repeat(16 * 1024))
+        .body("{}")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.expect("JSON"),
+        json!({"status": "Invalid Request"})
+    );
+    // The bare prefixes answer JSON from the services, not Nginx's redirect page.
+    for path in ["/user/purchased", "/admin"] {
+        let response = http
+            .get(format!("{}{path}", stack.url()))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(
+            response.json::<serde_json::Value>().await.expect("JSON"),
+            json!({}),
+            "{path}"
+        );
+    }
 
     // Headers never finished: Nginx closes the connection after client_header_timeout (5 s).
     let addr = stack.url().trim_start_matches("http://").to_owned();

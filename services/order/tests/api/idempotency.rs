@@ -97,6 +97,38 @@ async fn twenty_concurrent_requests_with_one_key_place_one_order_and_agree_on_it
 }
 
 #[tokio::test]
+async fn a_repeated_key_whose_first_answer_was_202_answers_202_again_after_the_order_is_decided() {
+    let world = World::new().await;
+    world.user(1).await;
+    world.product(2, 10).await;
+
+    let first = world
+        .order
+        .http
+        .post_with(
+            "/order",
+            &place(1, 2, 3),
+            &[("idempotency-key", "later"), ("prefer", "respond-async")],
+        )
+        .await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    let location = first.headers["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    testkit::eventually("the order decided", || async {
+        (world.order.http.get(&location).await.json["state"] == "confirmed").then_some(())
+    })
+    .await;
+
+    let again = place_with_key(&world, "later", &place(1, 2, 3)).await;
+    assert_eq!((again.status, &again.json), (202, &first.json));
+    assert_eq!(again.headers["location"], location.as_str());
+    assert_eq!(world.stock(2).await, 7, "the stock is taken once");
+    assert_eq!(orders_in_db(&world), "1");
+}
+
+#[tokio::test]
 async fn a_key_claimed_by_a_request_that_died_before_publishing_is_placed_by_its_repeat() {
     let world = World::new().await;
     world.user(1).await;
