@@ -8,6 +8,7 @@ pub mod http;
 pub mod nats;
 pub mod postgres;
 mod process;
+pub mod prometheus;
 pub mod stack;
 
 pub use nats::NatsServer;

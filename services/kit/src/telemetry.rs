@@ -12,7 +12,11 @@ use opentelemetry::{
     trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -39,7 +43,12 @@ pub fn init(name: &'static str) -> Telemetry {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
     let ansi = std::io::stdout().is_terminal();
     let (provider, export_error) = tracer_provider(name);
-    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer(name));
+    // Neither the thread nor the time a span spends idle is worth its cost on every span (an
+    // async span is entered and left at every poll).
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(name))
+        .with_threads(false)
+        .with_tracked_inactivity(false);
     let text = (!json).then(|| fmt::layer().with_target(false).with_ansi(ansi));
     let objects = json.then(|| fmt::layer().json().with_target(false));
     tracing_subscriber::registry()
@@ -55,6 +64,8 @@ pub fn init(name: &'static str) -> Telemetry {
 }
 
 /// A provider that makes trace ids always, and exports spans only when an OTLP endpoint is set.
+/// Without one, spans are not even recorded (unless a caller's `traceparent` asks for it):
+/// their trace ids still travel and show in the logs.
 fn tracer_provider(name: &'static str) -> (SdkTracerProvider, Option<String>) {
     let resource = Resource::builder().with_service_name(name).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
@@ -62,7 +73,8 @@ fn tracer_provider(name: &'static str) -> (SdkTracerProvider, Option<String>) {
     if !configured("OTEL_EXPORTER_OTLP_ENDPOINT")
         && !configured("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     {
-        return (builder.build(), None);
+        let unrecorded = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+        return (builder.with_sampler(unrecorded).build(), None);
     }
     let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
     // The specification's default; OTEL_EXPORTER_OTLP_PROTOCOL=http/json is honoured when set.

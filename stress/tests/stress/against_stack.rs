@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, process::Command};
 
 use serde_json::Value;
-use testkit::{http::Client, stack::Stack};
+use testkit::{http::Client, prometheus, stack::Stack};
 
 /// Runs `stress --json <args>` against the stack and returns whether it passed and its summary.
 fn stress(stack: &Stack, args: &[&str]) -> (bool, Value) {
@@ -115,6 +115,28 @@ async fn an_orders_run_reports_its_figures_and_that_stock_was_conserved() {
             .expect("quantity");
     }
     assert!((0..=1500).contains(&left), "{left} units left");
+
+    // What Prometheus would scrape afterwards agrees: one confirmed order per unit sold
+    // (warm-up included), and every decided order timed by the saga.
+    let mut samples = Vec::new();
+    for replica in 1..=2 {
+        let url = format!("http://{}/metrics", stack.replica("order", replica));
+        samples.extend(prometheus::scrape(&url).await);
+    }
+    let confirmed = prometheus::total(&samples, "orders_confirmed_total", &[]);
+    assert_eq!(
+        confirmed,
+        (1500 - left) as f64,
+        "confirmed orders = units sold"
+    );
+    let rejected = prometheus::total(&samples, "orders_rejected_total", &[]);
+    let timed = prometheus::total(&samples, "order_saga_duration_seconds_count", &[]);
+    assert_eq!(timed, confirmed + rejected);
+    let placed = prometheus::total(&samples, "http_requests_total", &[("route", "/order")]);
+    assert!(
+        placed >= summary["requests"].as_f64().unwrap_or(f64::MAX),
+        "{placed}"
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod metrics;
 mod nats_services;
 mod nats_trail;
 mod nginx_bounds;
+mod openapi;
 mod orders;
 mod permissions;
 mod shutdown;

@@ -3,74 +3,20 @@
 
 use futures::future::join_all;
 use serde_json::json;
-use testkit::{http::Client, stack::Stack};
-
-/// One sample of the Prometheus text format: name, labels, value.
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
-}
-
-fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("`series value`");
-            let value = value.parse().expect("a number");
-            let Some((name, labels)) = series.split_once('{') else {
-                return Sample {
-                    name: series.to_owned(),
-                    labels: Vec::new(),
-                    value,
-                };
-            };
-            let labels = labels.strip_suffix('}').expect("labels end with }");
-            let labels = labels
-                .split("\",")
-                .map(|pair| {
-                    let (key, value) = pair.split_once("=\"").expect("key=\"value\"");
-                    (key.to_owned(), value.trim_end_matches('"').to_owned())
-                })
-                .collect();
-            Sample {
-                name: name.to_owned(),
-                labels,
-                value,
-            }
-        })
-        .collect()
-}
+use testkit::{
+    http::Client,
+    prometheus::{self, Sample, total},
+    stack::Stack,
+};
 
 /// Every replica's samples of `service`, scraped directly (Prometheus scrapes each target).
 async fn scrape(stack: &Stack, service: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     for replica in 1..=2 {
         let url = format!("http://{}/metrics", stack.replica(service, replica));
-        let reply = reqwest::get(url).await.expect("scrape");
-        assert_eq!(reply.status(), 200);
-        let content_type = reply.headers()["content-type"].to_str().expect("ascii");
-        assert!(
-            content_type.starts_with("text/plain; version=0.0.4"),
-            "{content_type}"
-        );
-        samples.extend(parse(&reply.text().await.expect("text")));
+        samples.extend(prometheus::scrape(&url).await);
     }
     samples
-}
-
-/// The sum over replicas of `name` for the samples carrying all of `labels`.
-fn total(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(key, value)| key == k && value == v))
-        })
-        .map(|s| s.value)
-        .sum()
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use testkit::{http::Client, stack::Stack};
 use tokio::{
@@ -136,6 +137,62 @@ async fn an_orders_trace_id_crosses_all_three_services() {
     let logged = (1..=2).any(|replica| {
         let log = stack.dir().join(format!("logs/order-{replica}.log"));
         std::fs::read_to_string(log).is_ok_and(|text| text.contains(trace_id))
+    });
+    assert!(logged, "no order log line carries trace id {trace_id}");
+}
+
+#[tokio::test]
+async fn without_an_exporter_a_request_still_starts_a_trace_that_its_commands_carry() {
+    let stack = Stack::up_with(&[("RUST_LOG", "info,tower_http=debug")]);
+    let http = Client::new(stack.url());
+    let user =
+        json!({"command": "create", "id": 1, "username": "u", "email": "e", "password": "p"});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+    let product = json!({"command": "create", "id": 1, "name": "n", "description": "d", "price": 1, "quantity": 5});
+    assert_eq!(http.post("/product", &product).await.status, 200);
+    let nats = stack.nats_admin().await;
+    let mut commands = nats
+        .subscribe("*.cmd.>")
+        .await
+        .expect("subscribe to commands");
+    kit::nats::round_trip(&nats).await.expect("round trip");
+
+    // No traceparent: the order service starts a trace.
+    let order = json!({"command": "place order", "user_id": 1, "product_id": 1, "quantity": 1});
+    assert_eq!(http.post("/order", &order).await.status, 200);
+
+    let mut traces = BTreeMap::new();
+    while traces.len() < 3 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), commands.next())
+            .await
+            .unwrap_or_else(|_| panic!("commands of the order missing: {traces:?}"))
+            .expect("subscription");
+        let subject = message.subject.to_string();
+        if ![
+            "order.cmd.place",
+            "user.cmd.validate",
+            "product.cmd.reserve",
+        ]
+        .contains(&subject.as_str())
+        {
+            continue;
+        }
+        let traceparent = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get("traceparent"))
+            .unwrap_or_else(|| panic!("{subject} carries no traceparent"))
+            .to_string();
+        let trace_id = traceparent.split('-').nth(1).expect("trace id").to_owned();
+        traces.insert(subject, trace_id);
+    }
+    let ids: BTreeSet<&String> = traces.values().collect();
+    assert_eq!(ids.len(), 1, "one trace for the whole order: {traces:?}");
+    let trace_id = ids.into_iter().next().expect("one");
+    assert_ne!(trace_id, &"0".repeat(32));
+    let logged = (1..=2).any(|replica| {
+        let log = stack.dir().join(format!("logs/order-{replica}.log"));
+        std::fs::read_to_string(log).is_ok_and(|text| text.contains(trace_id.as_str()))
     });
     assert!(logged, "no order log line carries trace id {trace_id}");
 }
