@@ -133,6 +133,37 @@ impl Listener for Closing {
     }
 }
 
+/// The whole `main` of a service process: as `<name> healthcheck`, asks a running one whether
+/// it is ready; otherwise installs logging and tracing, binds `HTTP_ADDR`, and runs the service
+/// until SIGTERM, then sends the spans not yet exported.
+pub fn process<C, F, Fut>(
+    name: &'static str,
+    config: anyhow::Result<C>,
+    common: fn(&C) -> &Common,
+    run: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(C, TcpListener, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use anyhow::Context as _;
+    let config = config?;
+    let addr = common(&config).http_addr;
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return crate::health::probe(addr);
+    }
+    // Before the runtime: the OTLP exporter runs a blocking HTTP client on a thread of its own.
+    let telemetry = crate::telemetry::init(name);
+    let outcome = tokio::runtime::Runtime::new()?.block_on(async {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        run(config, listener, on_signal()).await
+    });
+    telemetry.shutdown();
+    outcome
+}
+
 /// A token cancelled on SIGTERM or Ctrl-C: the one shutdown signal the process passes around.
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();

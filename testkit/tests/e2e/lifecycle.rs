@@ -65,3 +65,36 @@ async fn with_every_replica_of_a_service_down_nginx_answers_502_in_json_until_up
     stack.run("up");
     assert_eq!(Client::new(stack.url()).get("/product/1").await.status, 404);
 }
+
+#[tokio::test]
+async fn a_services_healthcheck_argument_says_whether_its_replica_is_ready() {
+    let stack = Stack::up();
+    let binaries = stack
+        .env()
+        .iter()
+        .find(|(name, _)| name == "STACK_BIN_DIR")
+        .map(|(_, dir)| std::path::PathBuf::from(dir))
+        .expect("STACK_BIN_DIR");
+    // As compose runs it: the replica's own HTTP_ADDR, which may name every interface.
+    let healthy = |service: &str, replica: u16| {
+        let port = stack.replica(service, replica);
+        let port = port.rsplit(':').next().expect("port");
+        std::process::Command::new(binaries.join(service))
+            .arg("healthcheck")
+            .env("HTTP_ADDR", format!("0.0.0.0:{port}"))
+            .output()
+            .expect("run the healthcheck")
+            .status
+            .success()
+    };
+    for service in ["user", "product", "order"] {
+        assert!(healthy(service, 1), "{service} replica 1 is ready");
+    }
+    stack.kill("order-2");
+    assert!(!healthy("order", 2), "a dead replica is not healthy");
+    stack.kill("postgres");
+    testkit::eventually("user replica 1 unhealthy without its database", || async {
+        (!healthy("user", 1)).then_some(())
+    })
+    .await;
+}

@@ -65,6 +65,15 @@ async fn collector() -> (String, Received) {
     (url, received)
 }
 
+/// Fails unless a log line of an order replica shows `trace_id`.
+fn assert_order_logs_carry(stack: &Stack, trace_id: &str) {
+    let logged = (1..=2).any(|replica| {
+        let log = stack.dir().join(format!("logs/order-{replica}.log"));
+        std::fs::read_to_string(log).is_ok_and(|text| text.contains(trace_id))
+    });
+    assert!(logged, "no order log line carries trace id {trace_id}");
+}
+
 /// Service name to the trace ids of its exported spans.
 fn traces_by_service(received: &Received) -> BTreeMap<String, BTreeSet<String>> {
     let mut traces: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -134,11 +143,7 @@ async fn an_orders_trace_id_crosses_all_three_services() {
     );
 
     // The order service's log lines of that request carry the trace id.
-    let logged = (1..=2).any(|replica| {
-        let log = stack.dir().join(format!("logs/order-{replica}.log"));
-        std::fs::read_to_string(log).is_ok_and(|text| text.contains(trace_id))
-    });
-    assert!(logged, "no order log line carries trace id {trace_id}");
+    assert_order_logs_carry(&stack, trace_id);
 }
 
 #[tokio::test]
@@ -190,9 +195,5 @@ async fn without_an_exporter_a_request_still_starts_a_trace_that_its_commands_ca
     assert_eq!(ids.len(), 1, "one trace for the whole order: {traces:?}");
     let trace_id = ids.into_iter().next().expect("one");
     assert_ne!(trace_id, &"0".repeat(32));
-    let logged = (1..=2).any(|replica| {
-        let log = stack.dir().join(format!("logs/order-{replica}.log"));
-        std::fs::read_to_string(log).is_ok_and(|text| text.contains(trace_id.as_str()))
-    });
-    assert!(logged, "no order log line carries trace id {trace_id}");
+    assert_order_logs_carry(&stack, trace_id);
 }
