@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Writes the secrets compose.yml requires into .env at the repository's root, where
-# `docker compose` reads them: each `${NAME:?...}` of compose.yml, and ADMIN_TOKEN (optional in
-# compose.yml: `ADMIN_TOKEN=` with no value turns POST /admin/* off). A variable already in .env
-# is kept, never replaced: PostgreSQL sets its roles' passwords only when it creates its volume.
+# `docker compose` reads them: each `${NAME:?...}` of compose.yml. With --admin, also an
+# ADMIN_TOKEN, which turns on POST /admin/reset and /admin/shutdown (off by default: reset
+# deletes every record). A variable already in .env is kept, never replaced: PostgreSQL sets
+# its roles' passwords only when it creates its volume.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,7 +14,12 @@ touch "$env_file"
 names=$(grep -v '^[[:space:]]*#' "$root/compose.yml" | grep -oE '\$\{[A-Z][A-Z0-9_]*:\?' |
     sed -E 's/^\$\{//; s/:\?$//' | sort -u)
 added=()
-for name in $names ADMIN_TOKEN; do
+case "${1:-}" in
+    --admin) names="$names ADMIN_TOKEN" ;;
+    "") ;;
+    *) printf 'usage: compose/secrets.sh [--admin]\n' >&2; exit 2 ;;
+esac
+for name in $names; do
     grep -q "^$name=" "$env_file" && continue
     # A letter first, as ./stack does: nats-server reads an environment value as a configuration
     # value, and one starting with a digit would be taken for a number.

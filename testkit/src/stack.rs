@@ -224,6 +224,14 @@ impl Stack {
         all
     }
 
+    /// The last `lines` lines of `logs/<name>.log` (`order-1`, `nats`, ...), to explain a failure.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir().join(format!("logs/{name}.log")))
+            .unwrap_or_default();
+        let all: Vec<&str> = text.lines().filter(|line| !line.starts_with(' ')).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// The state directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -138,6 +138,10 @@ pub struct Delivery<T> {
 
 /// Messages fetched per pull request; each puller handles that many at once at most.
 const BATCH: usize = 64;
+/// How long a pull request waits on the server for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+/// How long after its expiry a pull is given up on when the server never said it ended.
+const PULL_MARGIN: Duration = Duration::from_millis(500);
 /// Pull requests in flight per consumer and process, so one slow batch does not stall the rest.
 const PULLERS: usize = 2;
 
@@ -192,7 +196,7 @@ async fn pull_loop<T, F, Fut>(
         let batch = consumer
             .batch()
             .max_messages(BATCH)
-            .expires(Duration::from_secs(1))
+            .expires(PULL_EXPIRES)
             .messages()
             .await;
         let batch = match batch {
@@ -206,7 +210,12 @@ async fn pull_loop<T, F, Fut>(
                 continue;
             }
         };
+        // The server ends a pull at its expiry. A pull the server never saw end (it restarted
+        // meanwhile) would keep this loop waiting 5 s more (async-nats' own margin), and the
+        // consumer idle: give up on it a moment after its expiry instead. Every message of the
+        // batch has arrived by then, and all of them are handled at once.
         batch
+            .take_until(tokio::time::sleep(PULL_EXPIRES + PULL_MARGIN))
             .for_each_concurrent(BATCH, |message| async move {
                 match message {
                     Ok(message) => handle(message, origin, handler).await,
@@ -344,7 +353,8 @@ struct DeadLetter<'a> {
     attempts: i64,
 }
 
-/// Stores `letter` in `DEAD_LETTERS` under `dead.<subject>`, once per origin message.
+/// Stores `letter` in `DEAD_LETTERS` under `dead.<subject>`, once per origin message, in the
+/// trace of the handler that gave up on it (when there is one).
 async fn dead_letter(
     origin: &Origin,
     sequence: u64,
@@ -361,13 +371,18 @@ async fn dead_letter(
     );
     headers.insert(DEAD_CONSUMER_HEADER, origin.consumer.as_str());
     headers.insert(DEAD_ATTEMPTS_HEADER, letter.attempts.to_string().as_str());
+    crate::telemetry::inject(&mut headers);
     let publish = PublishMessage::build()
         .payload(bytes::Bytes::copy_from_slice(letter.payload))
         .headers(headers)
         .message_id(format!("dead:{}:{sequence}", origin.stream));
     let subject = shared::subject::dead_letter(letter.subject);
-    origin.js.send_publish(subject, publish).await?.await?;
-    origin.metrics.dead_lettered(&origin.consumer);
+    let stored = origin.js.send_publish(subject, publish).await?.await?;
+    // Every replica hears a max-deliveries advisory, and a failed `Term` brings the message
+    // back: count the letter where the stream stored it, not where it was a duplicate.
+    if !stored.duplicate {
+        origin.metrics.dead_lettered(&origin.consumer);
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::{MatchedPath, Request, State},
-    http::{StatusCode, header},
+    http::{Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
@@ -17,6 +17,7 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -89,6 +90,7 @@ struct Inner {
     handled: Family<HandledLabels, Counter>,
     handler_duration: LatencyFamily<LatencyLabels>,
     dead_letters: Family<DeadLabels, Counter>,
+    database_up: Gauge,
 }
 
 impl Metrics {
@@ -127,6 +129,12 @@ impl Metrics {
             "Saga messages given up on and moved to DEAD_LETTERS by this process, by consumer",
             dead_letters.clone(),
         );
+        let database_up = Gauge::default();
+        registry.register(
+            "database_up",
+            "1 when this replica's database answered its latest probe (every 250 ms), 0 when not",
+            database_up.clone(),
+        );
         register(&mut registry);
         Self(Arc::new(Inner {
             registry,
@@ -135,6 +143,7 @@ impl Metrics {
             handled,
             handler_duration,
             dead_letters,
+            database_up,
         }))
     }
 
@@ -190,8 +199,9 @@ impl Metrics {
             .inc();
     }
 
-    /// The registry in the Prometheus text format.
-    pub fn render(&self) -> Response {
+    /// The registry in the Prometheus text format, with `database_up` as given.
+    pub fn render(&self, database_up: bool) -> Response {
+        self.0.database_up.set(i64::from(database_up));
         let mut text = String::new();
         match prometheus_text::encode(&mut text, &self.0.registry) {
             Ok(()) => (
@@ -208,13 +218,37 @@ impl Metrics {
 }
 
 /// `GET /metrics`, for services with nothing to refresh before a scrape.
-pub fn routes<S>(metrics: Metrics) -> Router<S> {
+pub fn routes<S>(metrics: Metrics, database: crate::db::Probe) -> Router<S> {
     Router::new()
         .route(
             "/metrics",
-            get(|State(metrics): State<Metrics>| async move { metrics.render() }),
+            get(
+                |State((metrics, database)): State<(Metrics, crate::db::Probe)>| async move {
+                    metrics.render(database.is_up())
+                },
+            ),
         )
-        .with_state(metrics)
+        .with_state((metrics, database))
+}
+
+/// The method as a label: one of the methods HTTP defines, or `_OTHER`. Clients choose the
+/// method, and every label value is a series kept for the life of the process.
+pub fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("_OTHER", Method::as_str)
 }
 
 /// Middleware counting every request of the router it wraps (add it with `Router::layer`,
@@ -242,6 +276,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_method_of_the_clients_invention_is_labelled_other() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let invented = Method::from_bytes(b"AAAB").unwrap();
+        assert_eq!(method_label(&invented), "_OTHER");
+    }
+
+    #[test]
     fn the_text_format_shows_each_request_under_its_route_and_status() {
         let metrics = Metrics::new(|_| {});
         metrics.http(
@@ -263,7 +304,7 @@ mod tests {
             Duration::ZERO,
         );
         metrics.dead_lettered("user-validate");
-        let response = metrics.render();
+        let response = metrics.render(true);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
             "text/plain; version=0.0.4; charset=utf-8"

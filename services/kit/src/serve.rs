@@ -152,16 +152,15 @@ where
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return crate::health::probe(addr);
     }
-    // Before the runtime: the OTLP exporter runs a blocking HTTP client on a thread of its own.
-    let telemetry = crate::telemetry::init(name);
-    let outcome = tokio::runtime::Runtime::new()?.block_on(async {
+    // Before the runtime, and dropped after it: the OTLP exporter runs a blocking HTTP client
+    // on a thread of its own.
+    let _telemetry = crate::telemetry::init(name);
+    tokio::runtime::Runtime::new()?.block_on(async {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
         run(config, listener, on_signal()).await
-    });
-    telemetry.shutdown();
-    outcome
+    })
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C: the one shutdown signal the process passes around.
@@ -196,11 +195,12 @@ pub fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing:
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched", axum::extract::MatchedPath::as_str);
+    let method = crate::metrics::method_label(request.method());
     let span = tracing::info_span!(
         "http",
-        method = %request.method(),
+        method,
         route,
-        otel.name = %format_args!("{} {route}", request.method()),
+        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         trace_id = tracing::field::Empty,
     );

@@ -17,20 +17,88 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{Sampler, SdkTracerProvider},
 };
+use tracing::{Level, Metadata, Subscriber, span, subscriber::Interest};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::LevelFilter,
+    fmt,
+    layer::{self, SubscriberExt},
+    registry::LookupSpan,
+    util::SubscriberInitExt,
+};
 
-/// The tracing pipeline of a process; [`Telemetry::shutdown`] sends the spans not yet exported.
+/// The tracing pipeline of a process; dropping it (last, outside the async runtime, also when
+/// unwinding from a panic) sends the spans not yet exported.
 pub struct Telemetry {
     provider: SdkTracerProvider,
 }
 
-impl Telemetry {
-    /// Exports what is left. Call last, outside the async runtime.
-    pub fn shutdown(self) {
+impl Drop for Telemetry {
+    fn drop(&mut self) {
         if let Err(error) = self.provider.shutdown() {
             eprintln!("shutting down the trace exporter: {error}");
         }
+    }
+}
+
+/// The spans that make a trace: this workspace's (`kit`, the services), at `info` and above,
+/// whatever `RUST_LOG` says, so that raising the log level changes what is logged but never
+/// breaks a trace, nor takes the trace id off a warning.
+fn traced_span(metadata: &Metadata<'_>) -> bool {
+    let crate_name = metadata.target().split("::").next().unwrap_or_default();
+    metadata.is_span()
+        && *metadata.level() <= Level::INFO
+        && ["kit", "user", "product", "order"].contains(&crate_name)
+}
+
+/// `RUST_LOG`'s filter, for every layer (one filter for all: the trace layer must see every
+/// span it propagates), with the spans of [`traced_span`] enabled whatever it says.
+struct Filter(EnvFilter);
+
+impl<S> Layer<S> for Filter
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if traced_span(metadata) {
+            Interest::always()
+        } else {
+            Layer::<S>::register_callsite(&self.0, metadata)
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, context: layer::Context<'_, S>) -> bool {
+        traced_span(metadata) || Layer::<S>::enabled(&self.0, metadata, context)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Layer::<S>::max_level_hint(&self.0).map(|level| level.max(LevelFilter::INFO))
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &span::Attributes<'_>,
+        id: &span::Id,
+        context: layer::Context<'_, S>,
+    ) {
+        self.0.on_new_span(attrs, id, context);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, context: layer::Context<'_, S>) {
+        self.0.on_record(id, values, context);
+    }
+
+    fn on_enter(&self, id: &span::Id, context: layer::Context<'_, S>) {
+        self.0.on_enter(id, context);
+    }
+
+    fn on_exit(&self, id: &span::Id, context: layer::Context<'_, S>) {
+        self.0.on_exit(id, context);
+    }
+
+    fn on_close(&self, id: span::Id, context: layer::Context<'_, S>) {
+        self.0.on_close(id, context);
     }
 }
 
@@ -52,7 +120,7 @@ pub fn init(name: &'static str) -> Telemetry {
     let text = (!json).then(|| fmt::layer().with_target(false).with_ansi(ansi));
     let objects = json.then(|| fmt::layer().json().with_target(false));
     tracing_subscriber::registry()
-        .with(filter)
+        .with(Filter(filter))
         .with(text)
         .with(objects)
         .with(traces)
@@ -64,8 +132,8 @@ pub fn init(name: &'static str) -> Telemetry {
 }
 
 /// A provider that makes trace ids always, and exports spans only when an OTLP endpoint is set.
-/// Without one, spans are not even recorded (unless a caller's `traceparent` asks for it):
-/// their trace ids still travel and show in the logs.
+/// Without one, spans are not even recorded (whatever a caller's `traceparent` asks): their
+/// trace ids still travel and show in the logs.
 fn tracer_provider(name: &'static str) -> (SdkTracerProvider, Option<String>) {
     let resource = Resource::builder().with_service_name(name).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
@@ -73,8 +141,7 @@ fn tracer_provider(name: &'static str) -> (SdkTracerProvider, Option<String>) {
     if !configured("OTEL_EXPORTER_OTLP_ENDPOINT")
         && !configured("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     {
-        let unrecorded = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
-        return (builder.with_sampler(unrecorded).build(), None);
+        return (builder.with_sampler(Sampler::AlwaysOff).build(), None);
     }
     let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
     // The specification's default; OTEL_EXPORTER_OTLP_PROTOCOL=http/json is honoured when set.
@@ -110,15 +177,20 @@ pub fn continue_trace(span: &tracing::Span, parent: Context) {
     span.record("trace_id", tracing::field::display(trace_id));
 }
 
+/// Makes `span` the root of a new trace, and records its id (see [`continue_trace`]).
+pub fn new_trace(span: &tracing::Span) {
+    continue_trace(span, Context::new());
+}
+
 /// The trace context of an HTTP request's `traceparent` (and `tracestate`) headers.
 pub fn from_http(headers: &axum::http::HeaderMap) -> Context {
-    TraceContextPropagator::new().extract(&HttpHeaders(headers))
+    TraceContextPropagator::new().extract_with_context(&Context::new(), &HttpHeaders(headers))
 }
 
 /// The trace context a NATS message carries in its headers, if any.
 pub fn from_nats(headers: Option<&async_nats::HeaderMap>) -> Context {
     headers.map_or_else(Context::new, |headers| {
-        TraceContextPropagator::new().extract(&NatsHeaders(headers))
+        TraceContextPropagator::new().extract_with_context(&Context::new(), &NatsHeaders(headers))
     })
 }
 
@@ -155,8 +227,12 @@ impl Extractor for NatsHeaders<'_> {
 struct NatsHeadersMut<'a>(&'a mut async_nats::HeaderMap);
 
 impl Injector for NatsHeadersMut<'_> {
+    /// An empty value (an empty `tracestate`) is left out: a header line with nothing after its
+    /// colon makes NATS clients drop the headers that follow it, `traceparent` among them.
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value.as_str());
+        if !value.is_empty() {
+            self.0.insert(key, value.as_str());
+        }
     }
 }
 
@@ -173,6 +249,8 @@ mod tests {
         let mut nats = async_nats::HeaderMap::new();
         TraceContextPropagator::new().inject_context(&context, &mut NatsHeadersMut(&mut nats));
         assert_eq!(nats.get("traceparent").unwrap().as_str(), traceparent);
+        // No `tracestate: ` with nothing after it: NATS clients drop the headers after one.
+        assert!(nats.get("tracestate").is_none());
         let back = from_nats(Some(&nats));
         assert_eq!(
             back.span().span_context().trace_id().to_string(),

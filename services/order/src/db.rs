@@ -318,8 +318,7 @@ pub async fn claim_key(db: &PgPool, key: &str, order: &PlaceOrder) -> sqlx::Resu
     })
 }
 
-/// Records what `key`'s first answer was (202 `accepted`, or the outcome), unless an earlier
-/// answer is recorded already.
+/// Records what the request that claimed `key` answered (202 `accepted`, or the outcome).
 #[tracing::instrument(skip_all, err)]
 pub async fn record_first_answer(db: &PgPool, key: &str, accepted: bool) -> sqlx::Result<()> {
     sqlx::query(

@@ -67,22 +67,26 @@ async fn place(
     // Without its database the saga cannot store the order: refuse it now rather than accept
     // it and keep the client waiting.
     state.database.check().map_err(Error::from)?;
-    let (order, repeat) = match key {
-        None => (order, false),
+    // `claimed`: this request is the key's first, whose answer repeats will give.
+    let (order, claimed, repeat) = match key {
+        None => (order, None, false),
         Some(key) => match db::claim_key(&state.pool, key, &order).await? {
-            db::Claim::Taken => (order, false),
+            db::Claim::Taken => (order, Some(key), false),
             db::Claim::Held {
                 order: first,
-                accepted: true,
+                accepted,
             } if same_order(&first, &order) => {
-                return Ok(accepted(first.order_id));
+                if accepted {
+                    return accepted_again(&state, &first).await;
+                }
+                (first, None, true)
             }
-            db::Claim::Held { order: first, .. } if same_order(&first, &order) => (first, true),
             db::Claim::Held { .. } => return Err(Error::KeyReused.into()),
         },
     };
     let answered = hand_over(&state, order, repeat, prefers_async(&headers)).await;
-    if let Some(key) = key {
+    if let Some(key) = claimed {
+        // A 5xx is not an answer to repeat: a repeat after one places the order.
         let first = match &answered {
             Ok(response) => Some(response.status() == StatusCode::ACCEPTED),
             Err(Placing(Error::UnknownParty | Error::OutOfStock)) => Some(false),
@@ -96,6 +100,16 @@ async fn place(
         }
     }
     answered
+}
+
+/// A repeat of a key whose first answer was 202: 202 again. Should the order never have been
+/// stored (its `order.cmd.place` lost, say to a purge), it is placed again under its id first.
+async fn accepted_again(state: &AppState, order: &PlaceOrder) -> Result<Response, Placing> {
+    if db::find(&state.pool, order.order_id).await?.is_none() {
+        let id = message_id("place", order.order_id);
+        kit::jetstream::publish(&state.js, subject::ORDER_PLACE, &id, order).await?;
+    }
+    Ok(accepted(order.order_id))
 }
 
 /// Publishes `order` to the saga (unless it is a `repeat` already decided) and answers its
@@ -277,14 +291,17 @@ async fn purchased(
 }
 
 /// `GET /metrics`, with the number of pending orders counted at the scrape.
+/// While the database is down, `orders_pending` keeps its last count (`database_up` says 0).
 async fn metrics(State(state): State<AppState>) -> Response {
-    match db::count_pending(&state.pool).await {
-        Ok(pending) => {
-            state.saga.pending.set(pending);
+    if state.database.is_up() {
+        match db::count_pending(&state.pool).await {
+            Ok(pending) => {
+                state.saga.pending.set(pending);
+            }
+            Err(error) => tracing::warn!(%error, "cannot count pending orders for /metrics"),
         }
-        Err(error) => tracing::warn!(%error, "cannot count pending orders for /metrics"),
     }
-    state.metrics.render()
+    state.metrics.render(state.database.is_up())
 }
 
 #[cfg(test)]

@@ -100,10 +100,10 @@ pub async fn run(
     kit::serve::http(listener, http::router(state), shutdown, common).await?;
     sweeping.cancel();
     let _ = sweeper.await;
-    queries.stop(common.shutdown_timeout).await;
-    for worker in workers {
-        worker.stop(common.shutdown_timeout).await;
-    }
+    // Side by side, so that the whole stop takes one shutdown timeout at most.
+    let patience = common.shutdown_timeout;
+    let workers = workers.into_iter().map(|worker| worker.stop(patience));
+    tokio::join!(queries.stop(patience), futures::future::join_all(workers));
     if let Err(error) = nats.drain().await {
         tracing::warn!(%error, "draining NATS");
     }

@@ -71,7 +71,13 @@ impl Saga {
             }
             _ => return,
         }
-        let took = order.updated_at - order.created_at;
+        // From `POST /order`, which allocated the id (a UUIDv7, time-ordered): the time the
+        // order waited in ORDER_SAGA before its row was written counts too.
+        let placed = order.id.get_timestamp().map_or(order.created_at, |at| {
+            let (seconds, nanos) = at.to_unix();
+            time::OffsetDateTime::UNIX_EPOCH + std::time::Duration::new(seconds, nanos)
+        });
+        let took = order.updated_at - placed;
         self.duration.observe(took.as_seconds_f64().max(0.0));
     }
 }

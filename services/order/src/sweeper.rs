@@ -13,6 +13,7 @@ use shared::{
 };
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{AppState, config::Deadlines, db};
 
@@ -47,12 +48,46 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
     let unreleased = db::claim_unreleased(&mut tx, deadlines.redrive_after, BATCH).await?;
     db::touch(&mut tx, &ids(&unreleased)).await?;
     tx.commit().await?;
+    // As `db::expire` left them; counted now, whatever becomes of the publishes below.
+    let decided_at = OffsetDateTime::now_utc();
+    let expired: Vec<db::Order> = expired
+        .into_iter()
+        .map(|order| db::Order {
+            state: OrderState::Rejected.as_str().to_owned(),
+            reason: None,
+            updated_at: decided_at,
+            ..order
+        })
+        .collect();
+    for order in &expired {
+        state.saga.decided(order);
+    }
+    if redriven.is_empty() && expired.is_empty() && unreleased.is_empty() {
+        return Ok(());
+    }
+    // What the sweep sends goes in a trace of its own (the orders' first traces are not kept).
+    let span = tracing::info_span!(
+        "sweep",
+        otel.kind = "internal",
+        trace_id = tracing::field::Empty
+    );
+    kit::telemetry::new_trace(&span);
+    send(state, &redriven, &expired, &unreleased)
+        .instrument(span)
+        .await
+}
 
-    // Published after the commit: a crash in between leaves the orders to the next sweep.
+/// Published after the commit: a crash in between leaves the orders to the next sweep.
+async fn send(
+    state: &AppState,
+    redriven: &[db::Order],
+    expired: &[db::Order],
+    unreleased: &[db::Order],
+) -> anyhow::Result<()> {
     let round = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    for order in &redriven {
+    for order in redriven {
         tracing::warn!(order_id = %order.id, "order still pending; asking again for its verdicts");
         if order.user_valid.is_none() {
             let validate = ValidateUser {
@@ -73,17 +108,9 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
             .await?;
         }
     }
-    for order in &expired {
+    for order in expired {
         tracing::warn!(order_id = %order.id, "order outlived its final deadline; rejecting it");
-        // As `db::expire` left it.
-        let rejected = db::Order {
-            state: OrderState::Rejected.as_str().to_owned(),
-            reason: None,
-            updated_at: OffsetDateTime::now_utc(),
-            ..order.clone()
-        };
-        state.saga.decided(&rejected);
-        let Some(outcome) = rejected.outcome() else {
+        let Some(outcome) = order.outcome() else {
             continue;
         };
         let subject = subject::order_outcome(order.id, OrderState::Rejected);
@@ -97,7 +124,7 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
     }
     // Expired orders may hold stock, or may yet be given some by a late reserve: release either
     // way (a release before its reserve leaves a mark that makes the reserve take nothing).
-    for order in expired.iter().chain(&unreleased) {
+    for order in expired.iter().chain(unreleased) {
         let id = format!("{}:{round}", message_id("release", order.id));
         kit::jetstream::publish(
             &state.js,

@@ -32,7 +32,10 @@ pub fn router(state: AppState) -> Router {
         .route("/user/{id}", get(read))
         .merge(kit::health::routes(dependencies))
         .merge(kit::admin::routes(state.admin.clone()))
-        .merge(kit::metrics::routes(state.metrics.clone()))
+        .merge(kit::metrics::routes(
+            state.metrics.clone(),
+            state.database.clone(),
+        ))
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .fallback(|| async { Error::NotFound })
         .layer(axum::middleware::from_fn_with_state(

@@ -75,8 +75,11 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "user service ready");
 
     kit::serve::http(listener, http::router(state), shutdown, common).await?;
-    handlers.stop(common.shutdown_timeout).await;
-    saga.stop(common.shutdown_timeout).await;
+    // Side by side, so that the whole stop takes one shutdown timeout at most.
+    tokio::join!(
+        handlers.stop(common.shutdown_timeout),
+        saga.stop(common.shutdown_timeout)
+    );
 
     if let Err(error) = nats.drain().await {
         tracing::warn!(%error, "draining NATS");

@@ -69,7 +69,14 @@ async fn assert_recovered(stack: &Stack) {
     let reply = http.post("/product", &update).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let reply = http.post("/order", &order()).await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.status,
+        200,
+        "{}\norder-1:\n{}\norder-2:\n{}",
+        reply.text,
+        stack.log_tail("order-1", 30),
+        stack.log_tail("order-2", 30)
+    );
     let user =
         json!({"command": "create", "id": 9, "username": "u", "email": "e", "password": "p"});
     assert_eq!(http.post("/user", &user).await.status, 200);

@@ -9,6 +9,22 @@ use testkit::{
     stack::Stack,
 };
 
+/// What a sum over a service's replicas must be.
+#[derive(Debug)]
+enum Bound {
+    Exactly(f64),
+    AtLeast(f64),
+}
+use Bound::{AtLeast, Exactly};
+
+/// Service, metric name, labels the samples must carry, and the bound of their sum.
+type Expectation = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Bound,
+);
+
 /// Every replica's samples of `service`, scraped directly (Prometheus scrapes each target).
 async fn scrape(stack: &Stack, service: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
@@ -52,150 +68,156 @@ async fn metrics_of_every_service_count_the_traffic_that_went_through_nginx() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 404, 404, 409, 409]);
 
-    let user = scrape(&stack, "user").await;
-    assert_eq!(
-        total(
-            &user,
+    // Sums over both replicas of each service. `>=` where a redelivery may add one.
+    let (user, product, order) = ("user", "product", "order");
+    let expected: &[Expectation] = &[
+        (
+            user,
             "http_requests_total",
-            &[("method", "POST"), ("route", "/user"), ("status", "200")]
+            &[("method", "POST"), ("route", "/user"), ("status", "200")],
+            Exactly(3.0),
         ),
-        3.0
-    );
-    assert_eq!(
-        total(
-            &user,
+        (
+            user,
             "nats_messages_handled_total",
             &[
                 ("subject", "user.cmd.create"),
                 ("kind", "request"),
-                ("outcome", "ok")
-            ]
+                ("outcome", "ok"),
+            ],
+            Exactly(3.0),
         ),
-        3.0
-    );
-    assert_eq!(
-        total(
-            &user,
+        (
+            user,
             "nats_messages_handled_total",
             &[
                 ("subject", "user.cmd.validate"),
                 ("kind", "saga"),
-                ("outcome", "ok")
-            ]
+                ("outcome", "ok"),
+            ],
+            Exactly(9.0),
         ),
-        9.0
-    );
-    assert_eq!(
-        total(
-            &user,
+        (
+            user,
             "nats_handler_duration_seconds_count",
-            &[("subject", "user.cmd.validate")]
+            &[("subject", "user.cmd.validate")],
+            Exactly(9.0),
         ),
-        9.0
-    );
-
-    let product = scrape(&stack, "product").await;
-    assert_eq!(
-        total(
-            &product,
+        (user, "database_up", &[], Exactly(2.0)),
+        (
+            product,
             "http_requests_total",
-            &[("route", "/product/{id}"), ("status", "200")]
+            &[("route", "/product/{id}"), ("status", "200")],
+            Exactly(4.0),
         ),
-        4.0
-    );
-    assert_eq!(
-        total(
-            &product,
+        (
+            product,
             "http_requests_total",
-            &[("route", "/product/{id}"), ("status", "404")]
+            &[("route", "/product/{id}"), ("status", "404")],
+            Exactly(1.0),
         ),
-        1.0
-    );
-    assert_eq!(
-        total(
-            &product,
+        (
+            product,
             "http_request_duration_seconds_count",
-            &[("route", "/product/{id}")]
+            &[("route", "/product/{id}")],
+            Exactly(5.0),
         ),
-        5.0
-    );
-    assert_eq!(
-        total(
-            &product,
+        (
+            product,
             "nats_messages_handled_total",
             &[
                 ("subject", "product.cmd.create"),
                 ("kind", "request"),
-                ("outcome", "ok")
-            ]
+                ("outcome", "ok"),
+            ],
+            Exactly(1.0),
         ),
-        1.0
-    );
-    assert!(
-        total(
-            &product,
+        (
+            product,
             "nats_messages_handled_total",
-            &[("subject", "product.cmd.reserve")]
-        ) >= 9.0
-    );
-
-    let order = scrape(&stack, "order").await;
-    assert_eq!(
-        total(
-            &order,
-            "http_requests_total",
-            &[("route", "/order"), ("status", "200")]
+            &[("subject", "product.cmd.reserve"), ("outcome", "ok")],
+            AtLeast(9.0),
         ),
-        5.0
-    );
-    assert_eq!(
-        total(
-            &order,
+        (
+            order,
             "http_requests_total",
-            &[("route", "/order"), ("status", "409")]
+            &[("route", "/order"), ("status", "200")],
+            Exactly(5.0),
         ),
-        2.0
-    );
-    assert_eq!(
-        total(
-            &order,
+        (
+            order,
             "http_requests_total",
-            &[("route", "/order"), ("status", "404")]
+            &[("route", "/order"), ("status", "409")],
+            Exactly(2.0),
         ),
-        2.0
-    );
-    assert_eq!(total(&order, "orders_confirmed_total", &[]), 5.0);
-    assert_eq!(
-        total(
-            &order,
+        (
+            order,
+            "http_requests_total",
+            &[("route", "/order"), ("status", "404")],
+            Exactly(2.0),
+        ),
+        (order, "orders_confirmed_total", &[], Exactly(5.0)),
+        (
+            order,
             "orders_rejected_total",
-            &[("reason", "insufficient_stock")]
+            &[("reason", "insufficient_stock")],
+            Exactly(2.0),
         ),
-        2.0
-    );
-    assert_eq!(
-        total(
-            &order,
+        (
+            order,
             "orders_rejected_total",
-            &[("reason", "user_not_found")]
+            &[("reason", "user_not_found")],
+            Exactly(2.0),
         ),
-        2.0
-    );
-    assert_eq!(total(&order, "order_saga_duration_seconds_count", &[]), 9.0);
-    assert_eq!(total(&order, "orders_pending", &[]), 0.0);
-    assert_eq!(
-        total(
-            &order,
+        (
+            order,
+            "order_saga_duration_seconds_count",
+            &[],
+            Exactly(9.0),
+        ),
+        (order, "orders_pending", &[], Exactly(0.0)),
+        (
+            order,
             "nats_messages_handled_total",
             &[
                 ("subject", "order.cmd.place"),
                 ("kind", "saga"),
-                ("outcome", "ok")
-            ]
+                ("outcome", "ok"),
+            ],
+            AtLeast(9.0),
         ),
-        9.0
-    );
-    assert_eq!(total(&order, "dead_letters_total", &[]), 0.0);
+        (order, "dead_letters_total", &[], Exactly(0.0)),
+    ];
+    // A handler counts a message once it has handled it, which may be a moment after the
+    // client got the answer the message led to: scrape again until the counts settle.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut wrong = Vec::new();
+        for service in [user, product, order] {
+            let samples = scrape(&stack, service).await;
+            for (of, name, labels, bound) in expected.iter().filter(|e| e.0 == service) {
+                let value = total(&samples, name, labels);
+                let holds = match bound {
+                    Exactly(expected) => value == *expected,
+                    AtLeast(least) => value >= *least,
+                };
+                if !holds {
+                    wrong.push(format!(
+                        "{of}: {name}{labels:?} = {value}, expected {bound:?}"
+                    ));
+                }
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after 10 s:\n{}",
+            wrong.join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     let status = reqwest::get(stack.nginx_status_url())
         .await

@@ -129,6 +129,33 @@ async fn a_repeated_key_whose_first_answer_was_202_answers_202_again_after_the_o
 }
 
 #[tokio::test]
+async fn a_key_answered_202_whose_order_was_never_stored_is_placed_by_its_repeat() {
+    let world = World::new().await;
+    world.user(1).await;
+    world.product(2, 10).await;
+    // What a lost `order.cmd.place` (a purged stream) leaves: a key answered 202, no order.
+    let lost = Uuid::now_v7();
+    Postgres::shared().query(
+        &world.order_db,
+        &format!(
+            "insert into idempotency_keys (key, order_id, user_id, product_id, quantity, first_answer)
+             values ('lost', '{lost}', 1, 2, 2, 'accepted')"
+        ),
+    );
+
+    let repeat = place_with_key(&world, "lost", &place(1, 2, 2)).await;
+
+    assert_eq!(repeat.status, 202, "{}", repeat.text);
+    assert_eq!(repeat.json["id"], json!(lost.to_string()));
+    testkit::eventually("the lost order placed again", || async {
+        let order = world.order.http.get(&format!("/order/{lost}")).await;
+        (order.json["state"] == "confirmed").then_some(())
+    })
+    .await;
+    assert_eq!(world.stock(2).await, 8);
+}
+
+#[tokio::test]
 async fn a_key_claimed_by_a_request_that_died_before_publishing_is_placed_by_its_repeat() {
     let world = World::new().await;
     world.user(1).await;
