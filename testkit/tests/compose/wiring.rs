@@ -69,13 +69,30 @@ fn every_placeholder_of_the_nginx_template_is_set_and_the_upstreams_are_the_serv
             "`nginx` does not mount {template} in /etc/nginx/templates/"
         ));
     }
-    for placeholder in braced_placeholders(&read(template)) {
+    let placeholders = braced_placeholders(&read(template));
+    for placeholder in &placeholders {
         require_set(
             &mut problems,
             ("nginx", &environment),
-            &placeholder,
+            placeholder,
             template,
         );
+    }
+    // The image's envsubst fills exactly the template's placeholders, nothing else.
+    // As compose hands it over: `$$` is one `$`.
+    let filter = environment
+        .get("NGINX_ENVSUBST_FILTER")
+        .map_or(String::new(), |filter| filter.replace("$$", "$"));
+    let filled: std::collections::BTreeSet<String> = filter
+        .strip_prefix("^(")
+        .and_then(|rest| rest.strip_suffix(")$"))
+        .map(|names| names.split('|').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let wanted: std::collections::BTreeSet<String> = placeholders.iter().cloned().collect();
+    if filled != wanted {
+        problems.push(format!(
+            "NGINX_ENVSUBST_FILTER={filter:?} should be ^(...)$ of exactly the template's placeholders {wanted:?}"
+        ));
     }
     for name in SERVICES {
         let variable = format!("{}_UPSTREAM", name.to_uppercase());
