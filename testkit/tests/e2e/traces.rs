@@ -65,6 +65,17 @@ async fn collector() -> (String, Received) {
     (url, received)
 }
 
+/// A client of the stack, which has user 1 and product 1 (5 units) to order.
+async fn seeded(stack: &Stack) -> Client {
+    let http = Client::new(stack.url());
+    let user =
+        json!({"command": "create", "id": 1, "username": "u", "email": "e", "password": "p"});
+    assert_eq!(http.post("/user", &user).await.status, 200);
+    let product = json!({"command": "create", "id": 1, "name": "n", "description": "d", "price": 1, "quantity": 5});
+    assert_eq!(http.post("/product", &product).await.status, 200);
+    http
+}
+
 /// Fails unless a log line of an order replica shows `trace_id`.
 fn assert_order_logs_carry(stack: &Stack, trace_id: &str) {
     let logged = (1..=2).any(|replica| {
@@ -107,12 +118,7 @@ async fn an_orders_trace_id_crosses_all_three_services() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ("RUST_LOG", "info,tower_http=debug"),
     ]);
-    let http = Client::new(stack.url());
-    let user =
-        json!({"command": "create", "id": 1, "username": "u", "email": "e", "password": "p"});
-    assert_eq!(http.post("/user", &user).await.status, 200);
-    let product = json!({"command": "create", "id": 1, "name": "n", "description": "d", "price": 1, "quantity": 5});
-    assert_eq!(http.post("/product", &product).await.status, 200);
+    let http = seeded(&stack).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
@@ -158,12 +164,7 @@ async fn without_an_exporter_and_with_quiet_logs_an_order_starts_a_trace_that_al
  {
     // Logs quieter than the spans: the trace must not depend on the log level.
     let stack = Stack::up_with(&[("RUST_LOG", "warn,tower_http=debug")]);
-    let http = Client::new(stack.url());
-    let user =
-        json!({"command": "create", "id": 1, "username": "u", "email": "e", "password": "p"});
-    assert_eq!(http.post("/user", &user).await.status, 200);
-    let product = json!({"command": "create", "id": 1, "name": "n", "description": "d", "price": 1, "quantity": 5});
-    assert_eq!(http.post("/product", &product).await.status, 200);
+    let http = seeded(&stack).await;
     let nats = stack.nats_admin().await;
     let mut commands = nats.subscribe(">").await.expect("subscribe to everything");
     kit::nats::round_trip(&nats).await.expect("round trip");
