@@ -38,14 +38,34 @@ pub const PRODUCT_RESERVE: &str = "product.cmd.reserve";
 /// Give back an order's stock; payload [`crate::saga::StockRequest`].
 pub const PRODUCT_RELEASE: &str = "product.cmd.release";
 
+/// The stock was taken; payload [`crate::saga::StockVerdict`].
+pub const PRODUCT_RESERVED: &str = "product.evt.reserved";
+/// The stock was not taken (no such product, not enough units); payload [`crate::saga::StockVerdict`].
+pub const PRODUCT_REJECTED: &str = "product.evt.rejected";
+/// An order's stock was given back; payload [`crate::saga::StockVerdict`].
+pub const PRODUCT_RELEASED: &str = "product.evt.released";
+
 /// The verdict subject for a stock outcome: `product.evt.reserved|rejected|released`.
 pub fn stock_verdict(outcome: crate::saga::StockOutcome) -> &'static str {
     match outcome {
-        crate::saga::StockOutcome::Reserved => "product.evt.reserved",
-        crate::saga::StockOutcome::Rejected => "product.evt.rejected",
-        crate::saga::StockOutcome::Released => "product.evt.released",
+        crate::saga::StockOutcome::Reserved => PRODUCT_RESERVED,
+        crate::saga::StockOutcome::Rejected => PRODUCT_REJECTED,
+        crate::saga::StockOutcome::Released => PRODUCT_RELEASED,
     }
 }
+
+/// Every subject the saga's consumers read from JetStream.
+pub const SAGA: [&str; 9] = [
+    ORDER_PLACE,
+    USER_VALIDATE,
+    PRODUCT_RESERVE,
+    PRODUCT_RELEASE,
+    USER_VALIDATED,
+    USER_REJECTED,
+    PRODUCT_RESERVED,
+    PRODUCT_REJECTED,
+    PRODUCT_RELEASED,
+];
 
 /// The outcome subject of one order: `order.evt.<id>.confirmed|rejected`.
 pub fn order_outcome(order_id: uuid::Uuid, state: crate::saga::OrderState) -> String {

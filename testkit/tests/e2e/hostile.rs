@@ -251,17 +251,7 @@ fn random_messages_on_every_subject_are_refused_or_dead_lettered_and_stop_nothin
         }
 
         let js = jetstream::new(nats.clone());
-        let sagas = [
-            "order.cmd.place",
-            "user.cmd.validate",
-            "product.cmd.reserve",
-            "product.cmd.release",
-            "user.evt.validated",
-            "user.evt.rejected",
-            "product.evt.reserved",
-            "product.evt.rejected",
-            "product.evt.released",
-        ];
+        let sagas = shared::subject::SAGA;
         let mut undecodable = std::collections::BTreeMap::<&str, u64>::new();
         for (i, payload) in payloads.iter().enumerate() {
             let subject = sagas[i % sagas.len()];

@@ -64,7 +64,7 @@ async fn oversized_headers_are_refused_in_json_and_a_client_slow_to_send_them_is
     let huge = "x".repeat(16 * 1024);
     let response = http
         .get(format!("{}/product/1", stack.url()))
-        .header("x-padding", huge)
+        .header("x-padding", &huge)
         .send()
         .await
         .expect("an answer");
@@ -76,7 +76,7 @@ async fn oversized_headers_are_refused_in_json_and_a_client_slow_to_send_them_is
     // On POST /order, in the order's error shape, though Nginx refuses it before any location.
     let response = http
         .post(format!("{}/order", stack.url()))
-        .header("x-padding", "x".repeat(16 * 1024))
+        .header("x-padding", &huge)
         .body("{}")
         .send()
         .await

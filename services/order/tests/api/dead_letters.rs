@@ -16,17 +16,7 @@ async fn a_malformed_message_on_any_saga_subject_is_dead_lettered_and_stops_noth
         .await
         .expect("connect");
     let js = jetstream::new(client);
-    let subjects = [
-        "order.cmd.place",
-        "user.cmd.validate",
-        "product.cmd.reserve",
-        "product.cmd.release",
-        "user.evt.validated",
-        "user.evt.rejected",
-        "product.evt.reserved",
-        "product.evt.rejected",
-        "product.evt.released",
-    ];
+    let subjects = shared::subject::SAGA;
     let garbage: [&[u8]; 3] = [
         b"not json",
         b"[1,2,3]",
