@@ -13,9 +13,17 @@ use tempfile::TempDir;
 /// The services a stack runs.
 const SERVICES: [&str; 3] = ["user", "product", "order"];
 
-/// A running stack; dropping it runs `./stack down`.
+/// What `./stack` needs of the checkout it lies in.
+const CHECKOUT: [&str; 4] = ["stack", "nginx", "nats", "api"];
+
+/// A running stack; dropping it runs `./stack clean` (down, then its data deleted).
 pub struct Stack {
-    dir: TempDir,
+    /// The state directory (`STACK_DIR`).
+    dir: PathBuf,
+    /// The checkout whose `stack` script runs it.
+    checkout: PathBuf,
+    /// Deleted on drop: the temporary state directory, or the private checkout holding it.
+    _temporary: TempDir,
     env: Vec<(String, String)>,
     nginx_port: u16,
     nats_port: u16,
@@ -31,13 +39,47 @@ impl Stack {
 
     /// [`Stack::up`] with more `STACK_*` settings (or any environment the services read).
     pub fn up_with(settings: &[(&str, &str)]) -> Self {
-        let dir = tempfile::Builder::new()
+        let temporary = tempfile::Builder::new()
             .prefix("testkit-stack-")
             .tempdir()
             .expect("temp dir");
-        // The PostgreSQL server runs as the `postgres` user, who must be able to enter it.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        // The PostgreSQL server runs as the `postgres` user, who may then use it as it is.
+        std::fs::set_permissions(temporary.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
+        let dir = temporary.path().to_owned();
+        Self::start(temporary, dir, repository(), settings)
+    }
+
+    /// `./stack up` run as a new user would: from a copy of the checkout in a folder only its
+    /// owner may enter (mode 700, as `/root` or a `mktemp -d`), with the state directory in
+    /// the checkout (the default `.stack/`).
+    pub fn up_in_private_checkout() -> Self {
+        let temporary = tempfile::Builder::new()
+            .prefix("testkit-private-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::set_permissions(temporary.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        let checkout = temporary.path().join("commerce");
+        let mut copy = Command::new("cp");
+        copy.arg("-r")
+            .args(CHECKOUT.map(|path| repository().join(path)))
+            .arg(&checkout);
+        std::fs::create_dir(&checkout).expect("checkout dir");
+        assert!(
+            copy.status().is_ok_and(|s| s.success()),
+            "copying the checkout"
+        );
+        let dir = checkout.join(".stack");
+        Self::start(temporary, dir, checkout, &[])
+    }
+
+    fn start(
+        temporary: TempDir,
+        dir: PathBuf,
+        checkout: PathBuf,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let mut ports = Ports::default();
         let nginx_port = ports.one();
         let nats_port = ports.one();
@@ -46,7 +88,7 @@ impl Stack {
             .map(|s| (s.to_string(), ports.pair()))
             .collect();
         let mut env = vec![
-            ("STACK_DIR".to_owned(), dir.path().display().to_string()),
+            ("STACK_DIR".to_owned(), dir.display().to_string()),
             ("STACK_BIN_DIR".to_owned(), binaries().display().to_string()),
             ("STACK_NGINX_PORT".to_owned(), nginx_port.to_string()),
             (
@@ -75,6 +117,8 @@ impl Stack {
         }
         let stack = Self {
             dir,
+            checkout,
+            _temporary: temporary,
             env,
             nginx_port,
             nats_port,
@@ -91,7 +135,7 @@ impl Stack {
 
     /// Runs `./stack <args...>` with this stack's environment, panicking if it fails.
     pub fn run_with(&self, args: &[&str]) -> String {
-        let output = Command::new(script())
+        let output = Command::new(self.script())
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
@@ -207,7 +251,7 @@ impl Stack {
 
     /// The `stack` script.
     pub fn script(&self) -> PathBuf {
-        script()
+        self.checkout.join("stack")
     }
 
     /// Every replica's `/ready`, as (replica, status, body): `("order-2", 503, {...})`.
@@ -234,21 +278,26 @@ impl Stack {
 
     /// The state directory.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("down")
+        // `clean`, not just `down`: part of the state may live outside the temporary directory.
+        let _ = Command::new(self.script())
+            .arg("clean")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output();
     }
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack")
+/// The repository's top folder.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lies in the repository")
+        .to_owned()
 }
 
 /// The directory of this test run's binaries (the test executable lives in `<dir>/deps`), with

@@ -10,6 +10,7 @@ mod nginx_bounds;
 mod openapi;
 mod orders;
 mod permissions;
+mod private_checkout;
 mod shutdown;
 mod through_nginx;
 mod traces;
