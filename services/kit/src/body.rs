@@ -125,10 +125,14 @@ impl Fields {
         self.opt_text(key)?.ok_or_else(|| missing(key))
     }
 
-    /// An optional non-empty JSON string.
+    /// An optional non-empty JSON string without a NUL character (`\u0000`), which PostgreSQL
+    /// cannot store in text: refused here rather than failing in the database.
     pub fn opt_text(&self, key: &'static str) -> Result<Option<String>, Rejection> {
         match self.0.get(key) {
             None => Ok(None),
+            Some(Value::String(text)) if text.contains('\0') => {
+                Err(invalid(key, "must not contain NUL (\\u0000)"))
+            }
             Some(Value::String(text)) if !text.is_empty() => Ok(Some(text.clone())),
             Some(_) => Err(invalid(key, "must be a non-empty string")),
         }
@@ -235,6 +239,18 @@ mod tests {
         }
         assert_eq!(fields("{}").opt_text("name").unwrap(), None);
         assert!(fields("{}").text("name").is_err());
+    }
+
+    #[test]
+    fn a_string_holding_a_nul_character_is_invalid() {
+        for literal in [r#""\u0000""#, r#""a\u0000b""#] {
+            assert!(
+                fields(&format!("{{\"name\":{literal}}}"))
+                    .opt_text("name")
+                    .is_err(),
+                "{literal}"
+            );
+        }
     }
 
     #[test]

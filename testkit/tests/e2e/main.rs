@@ -11,6 +11,7 @@ mod openapi;
 mod orders;
 mod permissions;
 mod private_checkout;
+mod schemathesis;
 mod shutdown;
 mod through_nginx;
 mod traces;

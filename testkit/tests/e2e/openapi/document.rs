@@ -117,10 +117,12 @@ impl Document {
     }
 
     /// A validator for `schema`, its `$ref`s resolved in the document's components, with the
-    /// `format` keyword asserted (see [`Format`]).
+    /// `format` keyword asserted (see [`Format`]). OpenAPI 3.0's schemas are JSON Schema draft 4
+    /// (where `integer` is a number without a fraction part) with `nullable` added.
     pub fn compile(&self, schema: &Value) -> Result<Validator, String> {
-        let root = json!({"components": self.json["components"], "allOf": [schema]});
-        let options = jsonschema::options().with_draft(Draft::Draft202012);
+        let mut root = json!({"components": self.json["components"], "allOf": [schema]});
+        nullable_as_draft_4(&mut root);
+        let options = jsonschema::options().with_draft(Draft::Draft4);
         let validator = options.with_keyword("format", Format::keyword).build(&root);
         validator.map_err(|error| format!("schema {schema} does not compile: {error}"))
     }
@@ -231,6 +233,22 @@ impl Document {
             request.headers.push(("authorization".into(), credentials));
         }
         request
+    }
+}
+
+/// Rewrites OpenAPI 3.0's `nullable: true` as draft 4 says it: `null` among the types.
+fn nullable_as_draft_4(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.remove("nullable") == Some(Value::Bool(true))
+                && let Some(Value::String(kind)) = map.get("type").cloned()
+            {
+                map.insert("type".into(), json!([kind, "null"]));
+            }
+            map.values_mut().for_each(nullable_as_draft_4);
+        }
+        Value::Array(items) => items.iter_mut().for_each(nullable_as_draft_4),
+        _ => {}
     }
 }
 

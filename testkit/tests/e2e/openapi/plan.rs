@@ -337,7 +337,9 @@ impl Document {
 /// `format: int32|int64`, a value out of range or of the wrong length, another constant.
 fn wrong_values(schema: &Value) -> Vec<(Value, String)> {
     let mut wrong = vec![(Value::Null, "null")];
-    if let Some(constant) = schema["const"].as_str() {
+    // OpenAPI 3.0 has no `const`: a constant is an `enum` of one.
+    let constant = schema["enum"].as_array().filter(|values| values.len() == 1);
+    if let Some(constant) = constant.and_then(|values| values[0].as_str()) {
         wrong.extend([
             (json!(constant.to_uppercase()), "another string"),
             (json!(1), "a number"),
