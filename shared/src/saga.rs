@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// `order.cmd.place`: store a new order and start its saga.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaceOrder {
     /// Allocated by the order service's HTTP layer before publishing.
     pub order_id: Uuid,
@@ -17,6 +17,10 @@ pub struct PlaceOrder {
     pub product_id: i32,
     /// How many units, `>= 1`.
     pub quantity: i32,
+    /// Where the placing replica waits to hear the outcome
+    /// ([`crate::subject::order_outcomes_for`]); none when nobody waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// `user.cmd.validate`: does this user exist?
@@ -144,7 +148,8 @@ impl OrderState {
     }
 }
 
-/// `order.evt.<id>.confirmed|rejected`: how an order ended.
+/// `order.evt.confirmed|rejected`, and to the placing replica's `order.outcome.<replica>`: how
+/// an order ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderOutcome {
     /// The order.

@@ -53,7 +53,7 @@ pub const USER_SAGA: StreamDef = stream!("USER_SAGA");
 pub const PRODUCT_SAGA: StreamDef = stream!("PRODUCT_SAGA");
 /// Owned by the order service: `order.cmd.place`.
 pub const ORDER_SAGA: StreamDef = stream!("ORDER_SAGA");
-/// Owned by the order service: `order.evt.>` outcomes, kept for audit.
+/// Owned by the order service: `order.evt.confirmed|rejected` outcomes, kept for audit.
 pub const ORDER_EVENTS: StreamDef = stream!("ORDER_EVENTS");
 /// Created by every saga consumer: messages that could not be handled, under `dead.<subject>`.
 pub const DEAD_LETTERS: StreamDef = stream!("DEAD_LETTERS");
@@ -134,14 +134,29 @@ mod tests {
 
     #[test]
     fn every_saga_subject_is_captured_by_exactly_one_stream() {
-        let outcome = "order.evt.0191b1a0-0000-7000-8000-000000000000.confirmed";
-        for name in subject::SAGA.into_iter().chain([outcome]) {
+        let outcomes = [subject::ORDER_CONFIRMED, subject::ORDER_REJECTED];
+        for name in subject::SAGA.into_iter().chain(outcomes) {
             let owners: Vec<_> = STREAMS
                 .iter()
                 .filter(|s| subjects(s).iter().any(|f| matches(f, name)))
                 .map(|s| s.name)
                 .collect();
             assert_eq!(owners.len(), 1, "{name} is captured by {owners:?}");
+        }
+    }
+
+    #[test]
+    fn no_stream_keeps_what_a_replica_is_told_of_its_orders() {
+        // Nothing in the broker may grow with the number of orders or of replicas.
+        let told = subject::order_outcomes_for("a1b2");
+        for stream in STREAMS {
+            assert!(
+                !subjects(&stream)
+                    .iter()
+                    .any(|f| matches(f, &told) || matches(f, subject::ORDER_OUTCOMES)),
+                "{} captures {told}",
+                stream.name
+            );
         }
     }
 

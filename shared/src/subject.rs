@@ -67,13 +67,29 @@ pub const SAGA: [&str; 9] = [
     PRODUCT_RELEASED,
 ];
 
-/// The outcome subject of one order: `order.evt.<id>.confirmed|rejected`.
-pub fn order_outcome(order_id: uuid::Uuid, state: crate::saga::OrderState) -> String {
-    format!("order.evt.{order_id}.{}", state.as_str())
+/// An order was confirmed (JetStream, `ORDER_EVENTS`, kept for audit); payload
+/// [`crate::saga::OrderOutcome`], which names the order.
+pub const ORDER_CONFIRMED: &str = "order.evt.confirmed";
+/// An order was rejected; payload [`crate::saga::OrderOutcome`].
+pub const ORDER_REJECTED: &str = "order.evt.rejected";
+
+/// The outcome event subject for a decided order's state: `order.evt.confirmed|rejected`.
+pub fn order_outcome(state: crate::saga::OrderState) -> &'static str {
+    match state {
+        crate::saga::OrderState::Confirmed => ORDER_CONFIRMED,
+        _ => ORDER_REJECTED,
+    }
 }
 
-/// Every order outcome, for a subscriber that waits on many orders.
-pub const ORDER_OUTCOMES: &str = "order.evt.*.*";
+/// Where the order replica `replica` hears the outcomes of the orders it placed and waits for
+/// (core NATS, not retained): `order.outcome.<replica>`, named in each
+/// [`crate::saga::PlaceOrder`]. One subscription per replica, never one per order.
+pub fn order_outcomes_for(replica: &str) -> String {
+    format!("order.outcome.{replica}")
+}
+
+/// Every replica's outcome subject, for permissions and for watching them all.
+pub const ORDER_OUTCOMES: &str = "order.outcome.*";
 
 /// Operator command, every process of every service: shut down gracefully. No payload.
 pub const ADMIN_SHUTDOWN: &str = "admin.cmd.shutdown";

@@ -24,6 +24,8 @@ pub struct Order {
 
     /// The stock verdict once known (`reserved`, a rejection reason), or `released` after compensation.
     pub stock: Option<String>,
+    /// Where the replica that placed it hears its outcome, if one waits.
+    pub notify: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -67,104 +69,125 @@ impl Order {
     }
 }
 
-/// Stores a placed order as pending; a second delivery of the same order changes nothing.
-/// Returns the order as it now stands.
-#[tracing::instrument(skip_all, fields(order_id = %order.order_id), err)]
-pub async fn insert_pending(db: impl PgExecutor<'_>, order: &PlaceOrder) -> sqlx::Result<Order> {
+/// Stores placed orders as pending; a second delivery of the same order changes nothing.
+/// Returns every one of them as it now stands.
+#[tracing::instrument(skip_all, fields(orders = orders.len()), err)]
+pub async fn insert_pending(
+    db: impl PgExecutor<'_>,
+    orders: &[PlaceOrder],
+) -> sqlx::Result<Vec<Order>> {
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.order_id).collect();
+    let column = |f: fn(&PlaceOrder) -> i32| orders.iter().map(f).collect::<Vec<_>>();
+    let notify: Vec<Option<&str>> = orders.iter().map(|o| o.notify.as_deref()).collect();
+    // The rows inserted are not visible to the statement's own scan of `orders`: each order
+    // comes back once, inserted or found.
     sqlx::query_as(
         "with inserted as (
-             insert into orders (id, user_id, product_id, quantity) values ($1, $2, $3, $4)
+             insert into orders (id, user_id, product_id, quantity, notify)
+             select * from unnest($1::uuid[], $2::int[], $3::int[], $4::int[], $5::text[])
              on conflict (id) do nothing
-             returning id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
+             returning id, user_id, product_id, quantity, state, reason, user_valid, stock, notify, created_at, updated_at
          )
          select * from inserted
          union all
-         select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
-         from orders where id = $1
-         limit 1",
+         select id, user_id, product_id, quantity, state, reason, user_valid, stock, notify, created_at, updated_at from orders where id = any($1)",
     )
-    .bind(order.order_id)
-    .bind(order.user_id)
-    .bind(order.product_id)
-    .bind(order.quantity)
-    .fetch_one(db)
+    .bind(&ids)
+    .bind(column(|o| o.user_id))
+    .bind(column(|o| o.product_id))
+    .bind(column(|o| o.quantity))
+    .bind(&notify)
+    .fetch_all(db)
     .await
 }
 
-/// Records the user verdict of a pending order that has none yet, deciding the order if the
-/// stock verdict is already in. `None` when there was nothing to record (a repeat, or decided).
-#[tracing::instrument(skip_all, fields(%order_id, valid), err)]
-pub async fn record_user_verdict(
+/// Records the user verdicts (order, valid) of pending orders that have none yet, deciding
+/// those whose stock verdict is already in. Returns the orders it recorded a verdict on; the
+/// others were repeats, or decided already.
+#[tracing::instrument(skip_all, fields(verdicts = verdicts.len()), err)]
+pub async fn record_user_verdicts(
     db: impl PgExecutor<'_>,
-    order_id: Uuid,
-    valid: bool,
-) -> sqlx::Result<Option<Order>> {
+    verdicts: &[(Uuid, bool)],
+) -> sqlx::Result<Vec<Order>> {
+    let (ids, valid): (Vec<Uuid>, Vec<bool>) = verdicts.iter().copied().unzip();
     sqlx::query_as(
-        "update orders set
-             user_valid = $2,
-             state = case when stock is null then 'pending'
-                          when $2 and stock = 'reserved' then 'confirmed'
+        "update orders o set
+             user_valid = v.valid,
+             state = case when o.stock is null then 'pending'
+                          when v.valid and o.stock = 'reserved' then 'confirmed'
                           else 'rejected' end,
-             reason = case when stock is null then null
-                           when not $2 then 'user_not_found'
-                           when stock = 'reserved' then null
-                           else stock end,
+             reason = case when o.stock is null then null
+                           when not v.valid then 'user_not_found'
+                           when o.stock = 'reserved' then null
+                           else o.stock end,
              updated_at = now()
-         where id = $1 and state = 'pending' and user_valid is null
-         returning id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at",
+         from unnest($1::uuid[], $2::bool[]) as v(id, valid)
+         where o.id = v.id and o.state = 'pending' and o.user_valid is null
+         returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
     )
-    .bind(order_id)
-    .bind(valid)
-    .fetch_optional(db)
+    .bind(&ids)
+    .bind(&valid)
+    .fetch_all(db)
     .await
 }
 
-/// Records the stock verdict (`reserved`, `product_not_found` or `insufficient_stock`) of a
-/// pending order that has none yet, deciding it if the user verdict is already in.
-#[tracing::instrument(skip_all, fields(%order_id, stock), err)]
-pub async fn record_stock_verdict(
+/// Records the stock verdicts (order, `reserved`, `product_not_found` or `insufficient_stock`)
+/// of pending orders that have none yet, deciding those whose user verdict is already in.
+/// Returns the orders it recorded a verdict on.
+#[tracing::instrument(skip_all, fields(verdicts = verdicts.len()), err)]
+pub async fn record_stock_verdicts(
     db: impl PgExecutor<'_>,
-    order_id: Uuid,
-    stock: &str,
-) -> sqlx::Result<Option<Order>> {
+    verdicts: &[(Uuid, &str)],
+) -> sqlx::Result<Vec<Order>> {
+    let (ids, stock): (Vec<Uuid>, Vec<&str>) = verdicts.iter().copied().unzip();
     sqlx::query_as(
-        "update orders set
-             stock = $2,
-             state = case when user_valid is null then 'pending'
-                          when user_valid and $2 = 'reserved' then 'confirmed'
+        "update orders o set
+             stock = v.stock,
+             state = case when o.user_valid is null then 'pending'
+                          when o.user_valid and v.stock = 'reserved' then 'confirmed'
                           else 'rejected' end,
-             reason = case when user_valid is null then null
-                           when not user_valid then 'user_not_found'
-                           when $2 = 'reserved' then null
-                           else $2 end,
+             reason = case when o.user_valid is null then null
+                           when not o.user_valid then 'user_not_found'
+                           when v.stock = 'reserved' then null
+                           else v.stock end,
              updated_at = now()
-         where id = $1 and state = 'pending' and stock is null
-         returning id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at",
+         from unnest($1::uuid[], $2::text[]) as v(id, stock)
+         where o.id = v.id and o.state = 'pending' and o.stock is null
+         returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
     )
-    .bind(order_id)
-    .bind(stock)
-    .fetch_optional(db)
+    .bind(&ids)
+    .bind(&stock)
+    .fetch_all(db)
     .await
 }
 
-/// Notes that a rejected order's stock was given back (or, never taken, can no longer be).
-#[tracing::instrument(skip_all, fields(%order_id), err)]
-pub async fn mark_released(db: impl PgExecutor<'_>, order_id: Uuid) -> sqlx::Result<()> {
+/// Notes that rejected orders' stock was given back (or, never taken, can no longer be).
+#[tracing::instrument(skip_all, fields(orders = ids.len()), err)]
+pub async fn mark_released(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<()> {
     sqlx::query(
         "update orders set stock = 'released', updated_at = now()
-         where id = $1 and state = 'rejected' and (stock is null or stock = 'reserved')",
+         where id = any($1) and state = 'rejected' and (stock is null or stock = 'reserved')",
     )
-    .bind(order_id)
+    .bind(ids)
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// The orders among `ids` that exist.
+#[tracing::instrument(skip_all, fields(orders = ids.len()), err)]
+pub async fn find_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<Order>> {
+    sqlx::query_as("select id, user_id, product_id, quantity, state, reason, user_valid, stock, notify, created_at, updated_at from orders where id = any($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
 }
 
 /// The order with `id`, if any.
 #[tracing::instrument(skip_all, fields(%id), err)]
 pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Order>> {
     sqlx::query_as(
-        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
+        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, notify, created_at, updated_at
          from orders where id = $1",
     )
     .bind(id)
@@ -209,7 +232,7 @@ pub async fn claim_stale(
     limit: i64,
 ) -> sqlx::Result<Vec<Order>> {
     sqlx::query_as(
-        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
+        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, notify, created_at, updated_at
          from orders
          where state = 'pending' and updated_at < now() - make_interval(secs => $1)
          order by updated_at
@@ -231,7 +254,7 @@ pub async fn claim_unreleased(
     limit: i64,
 ) -> sqlx::Result<Vec<Order>> {
     sqlx::query_as(
-        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, created_at, updated_at
+        "select id, user_id, product_id, quantity, state, reason, user_valid, stock, notify, created_at, updated_at
          from orders
          where state = 'rejected' and (stock is null or stock = 'reserved')
                and updated_at < now() - make_interval(secs => $1)
@@ -266,7 +289,7 @@ pub async fn touch(db: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
 }
 
 /// What claiming an `Idempotency-Key` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The key was free; it now stands for the order given.
     Taken,
@@ -313,6 +336,7 @@ pub async fn claim_key(db: &PgPool, key: &str, order: &PlaceOrder) -> sqlx::Resu
             user_id,
             product_id,
             quantity,
+            notify: None,
         },
         accepted,
     })

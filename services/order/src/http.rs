@@ -129,14 +129,26 @@ async fn hand_over(
     {
         return answer(&outcome);
     }
+    let order = PlaceOrder {
+        notify: waiter.as_ref().map(|_| state.outcomes.clone()),
+        ..order
+    };
     let id = message_id("place", order.order_id);
     kit::jetstream::publish(&state.js, subject::ORDER_PLACE, &id, &order).await?;
     let Some(waiter) = waiter else {
         return Ok(accepted(order.order_id));
     };
-    match waiter.outcome(state.order_wait).await {
-        Some(outcome) => answer(&outcome),
-        None => Ok(accepted(order.order_id)),
+    if let Some(outcome) = waiter.outcome(state.order_wait).await {
+        return answer(&outcome);
+    }
+    // No word within the bound. The order may be decided all the same: the word was lost, or
+    // went to the replica that placed the order first (a repeat of its Idempotency-Key).
+    match db::find(&state.pool, order.order_id).await {
+        Ok(Some(stored)) => match stored.outcome() {
+            Some(outcome) => answer(&outcome),
+            None => Ok(accepted(order.order_id)),
+        },
+        _ => Ok(accepted(order.order_id)),
     }
 }
 
@@ -175,6 +187,7 @@ async fn parse_order(body: Body, state: &AppState) -> Result<PlaceOrder, Rejecti
         user_id: fields.id("user_id")?,
         product_id: fields.id("product_id")?,
         quantity: fields.int("quantity", 1)?,
+        notify: None,
     })
 }
 

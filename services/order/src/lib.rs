@@ -7,6 +7,7 @@ mod error;
 mod http;
 mod metrics;
 mod nats;
+mod saga;
 mod sweeper;
 
 use std::{sync::Arc, time::Duration};
@@ -38,6 +39,9 @@ pub struct AppState {
     pub timing: kit::nats::Timing,
     /// Requests waiting for their order's outcome.
     pub waiters: Arc<nats::Waiters>,
+    /// Where this replica hears the outcomes of the orders it places
+    /// (`order.outcome.<replica>`).
+    pub outcomes: String,
     /// How long `POST /order` waits before answering 202.
     pub order_wait: Duration,
     /// What `GET /metrics` shows.
@@ -71,6 +75,7 @@ pub async fn run(
             timeout: common.body_timeout,
         },
         waiters: Arc::default(),
+        outcomes: shared::subject::order_outcomes_for(&uuid::Uuid::new_v4().simple().to_string()),
         order_wait: config.order_wait,
         database,
         metrics,
@@ -79,7 +84,7 @@ pub async fn run(
     let pruning = kit::db::prune_every_minute(pool.clone(), db::PRUNE_IDEMPOTENCY_KEYS);
     let listener_task = nats::listen_outcomes(&state).await?;
     let queries = nats::start_queries(state.clone()).await?;
-    let workers = nats::start_saga(state.clone()).await?;
+    let workers = saga::start(state.clone()).await?;
     let sweeping = CancellationToken::new();
     let sweeper = tokio::spawn(sweeper::run(
         state.clone(),

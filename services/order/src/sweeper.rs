@@ -113,14 +113,16 @@ async fn send(
         let Some(outcome) = order.outcome() else {
             continue;
         };
-        let subject = subject::order_outcome(order.id, OrderState::Rejected);
         kit::jetstream::publish(
             &state.js,
-            &subject,
+            subject::ORDER_REJECTED,
             &message_id("outcome", order.id),
             &outcome,
         )
         .await?;
+        if let Some(waiting) = &order.notify {
+            crate::saga::notify(state, &tracing::Span::current(), waiting, &outcome).await;
+        }
     }
     // Expired orders may hold stock, or may yet be given some by a late reserve: release either
     // way (a release before its reserve leaves a mark that makes the reserve take nothing).

@@ -6,10 +6,12 @@
 
 use shared::{
     product::{DeleteProduct, Product, UpdateProduct},
-    saga::StockRequest,
+    saga::RejectReason,
 };
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
+
+use crate::stock::{Recorded, Reservation};
 
 type Row = (i32, String, String, f64, i32);
 
@@ -144,102 +146,102 @@ pub async fn delete_matching(
     Ok(deleted.is_some())
 }
 
-/// A reservation's state, as the saga is told it.
-pub type Reservation = (String, Option<String>);
-
-/// Takes `request.quantity` units for the order in one statement: the conditional decrement and
-/// the reservation row commit together or not at all. `None` when stock or product is missing;
-/// a second attempt for the same order fails on the primary key and takes nothing.
-#[tracing::instrument(skip_all, fields(order_id = %request.order_id), err)]
-pub async fn reserve(
-    db: impl PgExecutor<'_>,
-    request: &StockRequest,
-) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
-        "with taken as (
-             update products set quantity = quantity - $3 where id = $2 and quantity >= $3 returning id
-         )
-         insert into reservations (order_id, product_id, quantity, state)
-         select $1, $2, $3, 'reserved' from taken
-         returning order_id",
-    )
-    .bind(request.order_id)
-    .bind(request.product_id)
-    .bind(request.quantity)
-    .fetch_optional(db)
-    .await
-}
-
-/// Records that the order was refused stock, with the reason; `None` if the order already has
-/// a row (a concurrent or earlier attempt), whose answer then stands.
-#[tracing::instrument(skip_all, fields(order_id = %request.order_id), err)]
-pub async fn record_rejection(
-    db: impl PgExecutor<'_>,
-    request: &StockRequest,
-) -> sqlx::Result<Option<Reservation>> {
-    sqlx::query_as(
-        "insert into reservations (order_id, product_id, quantity, state, reason)
-         select $1, $2, $3, 'rejected',
-                case when exists (select 1 from products where id = $2) then 'insufficient_stock'
-                     else 'product_not_found' end
-         on conflict (order_id) do nothing
-         returning state, reason",
-    )
-    .bind(request.order_id)
-    .bind(request.product_id)
-    .bind(request.quantity)
-    .fetch_optional(db)
-    .await
-}
-
-/// The recorded answer for an order, if any.
-#[tracing::instrument(skip_all, fields(%order_id), err)]
-pub async fn reservation(
-    db: impl PgExecutor<'_>,
-    order_id: Uuid,
-) -> sqlx::Result<Option<Reservation>> {
-    sqlx::query_as("select state, reason from reservations where order_id = $1")
-        .bind(order_id)
-        .fetch_optional(db)
+/// Locks the products among `ids` that exist, in id order (so that two batches never wait
+/// on each other in a circle), until the transaction ends, and returns their stock.
+#[tracing::instrument(skip_all, fields(products = ids.len()), err)]
+pub async fn lock_stock(db: &mut PgConnection, ids: &[i32]) -> sqlx::Result<Vec<(i32, i32)>> {
+    sqlx::query_as("select id, quantity from products where id = any($1) order by id for update")
+        .bind(ids)
+        .fetch_all(db)
         .await
 }
 
-/// Leaves a `released` row for an order that has none, so that a reserve arriving after its
-/// release takes nothing. Waits for a concurrent reserve of the same order to commit first.
-#[tracing::instrument(skip_all, fields(order_id = %request.order_id), err)]
-pub async fn release_tombstone(db: &mut PgConnection, request: &StockRequest) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into reservations (order_id, product_id, quantity, state) values ($1, $2, $3, 'released')
-         on conflict (order_id) do nothing",
+/// The reservations stored for the orders among `order_ids`.
+#[tracing::instrument(skip_all, fields(orders = order_ids.len()), err)]
+pub async fn reservations(
+    db: &mut PgConnection,
+    order_ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, Reservation)>> {
+    let rows: Vec<(Uuid, i32, i32, String, Option<String>)> = sqlx::query_as(
+        "select order_id, product_id, quantity, state, reason from reservations where order_id = any($1)",
     )
-    .bind(request.order_id)
-    .bind(request.product_id)
-    .bind(request.quantity)
-    .execute(db)
+    .bind(order_ids)
+    .fetch_all(db)
     .await?;
-    Ok(())
+    Ok(rows
+        .into_iter()
+        .map(|(order_id, product_id, quantity, state, reason)| {
+            let recorded = match (
+                state.as_str(),
+                reason.as_deref().and_then(RejectReason::parse),
+            ) {
+                ("reserved", _) => Recorded::Reserved,
+                ("rejected", Some(reason)) => Recorded::Rejected(reason),
+                _ => Recorded::Released,
+            };
+            let reservation = Reservation {
+                product_id,
+                quantity,
+                recorded,
+            };
+            (order_id, reservation)
+        })
+        .collect())
 }
 
-/// Marks a held reservation released and returns its units to stock; false when nothing was held.
-#[tracing::instrument(skip_all, fields(%order_id), err)]
-pub async fn release(db: &mut PgConnection, order_id: Uuid) -> sqlx::Result<bool> {
-    let held: Option<(i32, i32)> = sqlx::query_as(
-        "update reservations set state = 'released', updated_at = now()
-         where order_id = $1 and state = 'reserved'
-         returning product_id, quantity",
+/// Inserts the reservations a batch made. Returns the orders whose row went in; another
+/// transaction stored the others' first (an order whose product does not exist locks nothing),
+/// and their stored answer stands.
+#[tracing::instrument(skip_all, fields(rows = rows.len()), err)]
+pub async fn insert_reservations(
+    db: &mut PgConnection,
+    rows: &[(Uuid, Reservation)],
+) -> sqlx::Result<Vec<Uuid>> {
+    let column = |f: fn(&(Uuid, Reservation)) -> i32| rows.iter().map(f).collect::<Vec<_>>();
+    let order_ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
+    let states: Vec<&str> = rows.iter().map(|(_, r)| r.recorded.state()).collect();
+    let reasons: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.recorded.reason()).collect();
+    sqlx::query_scalar(
+        "insert into reservations (order_id, product_id, quantity, state, reason)
+         select * from unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[])
+         on conflict (order_id) do nothing
+         returning order_id",
     )
-    .bind(order_id)
-    .fetch_optional(&mut *db)
-    .await?;
-    let Some((product_id, quantity)) = held else {
-        return Ok(false);
-    };
-    sqlx::query("update products set quantity = quantity + $2 where id = $1")
-        .bind(product_id)
-        .bind(quantity)
-        .execute(db)
-        .await?;
-    Ok(true)
+    .bind(&order_ids)
+    .bind(column(|(_, r)| r.product_id))
+    .bind(column(|(_, r)| r.quantity))
+    .bind(&states)
+    .bind(&reasons)
+    .fetch_all(db)
+    .await
+}
+
+/// Marks the stored reservations of `order_ids` released.
+#[tracing::instrument(skip_all, fields(orders = order_ids.len()), err)]
+pub async fn mark_released(db: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query(
+        "update reservations set state = 'released', updated_at = now()
+         where order_id = any($1) and state = 'reserved'",
+    )
+    .bind(order_ids)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Sets the stock of products this transaction has locked: (id, units).
+#[tracing::instrument(skip_all, fields(products = stock.len()), err)]
+pub async fn set_stock(db: &mut PgConnection, stock: &[(i32, i32)]) -> sqlx::Result<()> {
+    let (ids, units): (Vec<i32>, Vec<i32>) = stock.iter().copied().unzip();
+    sqlx::query(
+        "update products p set quantity = s.units
+         from unnest($1::int[], $2::int[]) as s(id, units) where p.id = s.id",
+    )
+    .bind(&ids)
+    .bind(&units)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Deletes every product and reservation (operator reset).

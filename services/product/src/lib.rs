@@ -6,6 +6,7 @@ mod db;
 mod error;
 mod http;
 mod nats;
+mod stock;
 
 use kit::body::Limits;
 use sqlx::PgPool;

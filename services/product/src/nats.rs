@@ -2,7 +2,7 @@
 //! saga worker that reserves and releases stock (`product.cmd.reserve|release` on JetStream).
 
 use kit::{
-    jetstream::{Delivery, Worker},
+    jetstream::{Delivery, Outbox, Worker},
     nats::{HandlerError, Handlers},
 };
 use shared::{
@@ -13,7 +13,7 @@ use shared::{
 
 use uuid::Uuid;
 
-use crate::{AppState, Error, db};
+use crate::{AppState, Error, db, stock};
 
 /// Registers the `product` service and its endpoints.
 pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
@@ -145,79 +145,91 @@ pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
         &js,
         consumer,
         &state.metrics.clone(),
-        move |delivery| stock(state.clone(), delivery),
+        move |batch| stock(state.clone(), batch),
     ))
 }
 
-/// `product.cmd.reserve` or `product.cmd.release`: act, then publish the verdict. The reply is
-/// published after the transaction commits; a redelivery finds the recorded answer and repeats it.
-async fn stock(state: AppState, delivery: Delivery<StockRequest>) -> Result<(), HandlerError> {
-    let request = delivery.payload;
-    let (outcome, reason, kind) = match delivery.subject.as_str() {
-        subject::PRODUCT_RESERVE => {
-            let (outcome, reason) = reserve(&state, &request).await?;
-            (outcome, reason, "stock-verdict")
-        }
-        subject::PRODUCT_RELEASE => {
-            let mut tx = state.pool.begin().await.map_err(Error::from)?;
-            db::release_tombstone(&mut tx, &request)
-                .await
-                .map_err(Error::from)?;
-            let released = db::release(&mut tx, request.order_id)
-                .await
-                .map_err(Error::from)?;
-            tx.commit().await.map_err(Error::from)?;
-            tracing::debug!(order_id = %request.order_id, released, "release");
-            (StockOutcome::Released, None, "release-verdict")
-        }
-        other => {
+/// A batch of `product.cmd.reserve` and `product.cmd.release`: decided in one transaction, in
+/// the order they came, as if one by one (see [`stock::Ledger`]), then each verdict published.
+/// A redelivery finds its order's recorded answer and repeats it.
+async fn stock(state: AppState, batch: Vec<Delivery<StockRequest>>) -> Result<(), HandlerError> {
+    for delivery in &batch {
+        if ![subject::PRODUCT_RESERVE, subject::PRODUCT_RELEASE]
+            .contains(&delivery.subject.as_str())
+        {
             return Err(HandlerError::bad_request(format!(
-                "unexpected subject {other}"
+                "unexpected subject {}",
+                delivery.subject
             )));
         }
+        if delivery.payload.quantity < 1 {
+            return Err(HandlerError::bad_request("quantity must be at least 1"));
+        }
+    }
+    // A concurrent batch may answer an order of an unknown product first (such orders lock
+    // nothing): this one then rolls back and decides again, finding that answer stored.
+    let verdicts = loop {
+        if let Some(verdicts) = decide(&state, &batch).await.map_err(Error::from)? {
+            break verdicts;
+        }
     };
-    let verdict = StockVerdict {
-        order_id: request.order_id,
-        product_id: request.product_id,
-        quantity: request.quantity,
-        outcome,
-        reason,
-    };
-    let id = message_id(kind, request.order_id);
-    kit::jetstream::publish(&state.js, subject::stock_verdict(outcome), &id, &verdict)
+    let mut outbox = Outbox::new(&state.js);
+    for (delivery, (outcome, reason)) in batch.iter().zip(verdicts) {
+        let request = delivery.payload;
+        let kind = match delivery.subject.as_str() {
+            subject::PRODUCT_RELEASE => "release-verdict",
+            _ => "stock-verdict",
+        };
+        let verdict = StockVerdict {
+            order_id: request.order_id,
+            product_id: request.product_id,
+            quantity: request.quantity,
+            outcome,
+            reason,
+        };
+        let id = message_id(kind, request.order_id);
+        let subject = subject::stock_verdict(outcome);
+        outbox.send(&delivery.span, subject, &id, &verdict).await;
+    }
+    outbox
+        .stored()
         .await
         .map_err(|error| HandlerError::unavailable(error.to_string()))
 }
 
-async fn reserve(
+/// The batch's answers, committed; `None` when a concurrent batch stored an answer for one of
+/// its orders first (nothing is committed then). The products are locked first: a concurrent
+/// batch with a request for the same order (always of the same product) waits, then sees this
+/// one's rows.
+async fn decide(
     state: &AppState,
-    request: &StockRequest,
-) -> Result<(StockOutcome, Option<RejectReason>), Error> {
-    match db::reserve(&state.pool, request).await {
-        Ok(Some(_)) => return Ok((StockOutcome::Reserved, None)),
-        Ok(None) => {}
-        // An earlier attempt for this order already answered; its answer stands.
-        Err(error) if kit::db::violated_constraint(&error) == Some("reservations_pkey") => {}
-        Err(error) => return Err(error.into()),
+    batch: &[Delivery<StockRequest>],
+) -> Result<Option<Vec<(StockOutcome, Option<RejectReason>)>>, sqlx::Error> {
+    let mut products: Vec<i32> = batch.iter().map(|d| d.payload.product_id).collect();
+    products.sort_unstable();
+    products.dedup();
+    let orders: Vec<Uuid> = batch.iter().map(|d| d.payload.order_id).collect();
+    let mut tx = state.pool.begin().await?;
+    let locked = db::lock_stock(&mut tx, &products).await?;
+    let stored = db::reservations(&mut tx, &orders).await?;
+    let mut ledger = stock::Ledger::new(locked, stored);
+    let verdicts: Vec<_> = batch
+        .iter()
+        .map(|delivery| match delivery.subject.as_str() {
+            subject::PRODUCT_RELEASE => (ledger.release(&delivery.payload), None),
+            _ => ledger.reserve(&delivery.payload),
+        })
+        .collect();
+    let created = ledger.created();
+    let inserted = db::insert_reservations(&mut tx, &created).await?;
+    if inserted.len() < created.len() {
+        return Ok(None);
     }
-    let recorded = match db::record_rejection(&state.pool, request).await? {
-        Some(recorded) => recorded,
-        None => db::reservation(&state.pool, request.order_id)
-            .await?
-            .ok_or(Error::NotFound)?,
-    };
-    Ok(answer(recorded))
-}
-
-fn answer((state, reason): db::Reservation) -> (StockOutcome, Option<RejectReason>) {
-    match state.as_str() {
-        "reserved" => (StockOutcome::Reserved, None),
-        "released" => (StockOutcome::Released, None),
-        _ => (
-            StockOutcome::Rejected,
-            reason.as_deref().and_then(RejectReason::parse),
-        ),
-    }
+    db::mark_released(&mut tx, ledger.released()).await?;
+    db::set_stock(&mut tx, &ledger.changed_stock()).await?;
+    tx.commit().await?;
+    tracing::debug!(requests = batch.len(), "stock batch committed");
+    Ok(Some(verdicts))
 }
 
 /// Operator reset: pending stock requests go, then every product and reservation.

@@ -137,12 +137,12 @@ pub async fn delete_matching(
     Ok(deleted.is_some())
 }
 
-/// Whether a user with `id` exists.
-#[tracing::instrument(skip_all, fields(id), err)]
-pub async fn exists(db: impl PgExecutor<'_>, id: i32) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select exists (select 1 from users where id = $1)")
-        .bind(id)
-        .fetch_one(db)
+/// The users among `ids` that exist.
+#[tracing::instrument(skip_all, fields(ids = ids.len()), err)]
+pub async fn existing(db: impl PgExecutor<'_>, ids: &[i32]) -> sqlx::Result<Vec<i32>> {
+    sqlx::query_scalar("select id from users where id = any($1)")
+        .bind(ids)
+        .fetch_all(db)
         .await
 }
 

@@ -1,8 +1,10 @@
 //! The user service's NATS side: `user.cmd.create|update|delete`, `user.query.get`, and the saga
 //! worker that answers `user.cmd.validate` on JetStream.
 
+use std::collections::HashSet;
+
 use kit::{
-    jetstream::{Delivery, Worker},
+    jetstream::{Delivery, Outbox, Worker},
     nats::{HandlerError, Handlers},
 };
 use shared::{
@@ -139,29 +141,39 @@ pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
         &js,
         consumer,
         &state.metrics.clone(),
-        move |delivery| validate(state.clone(), delivery),
+        move |batch| validate(state.clone(), batch),
     ))
 }
 
-/// `user.cmd.validate`: publishes `user.evt.validated` or `user.evt.rejected`. Reads only, so a
-/// redelivery is harmless; the saga keeps the first verdict it records.
-async fn validate(state: AppState, delivery: Delivery<ValidateUser>) -> Result<(), HandlerError> {
-    let request = delivery.payload;
-    let valid = db::exists(&state.pool, request.user_id)
+/// A batch of `user.cmd.validate`: one lookup for all, then `user.evt.validated` or
+/// `user.evt.rejected` for each. Reads only, so a redelivery is harmless; the saga keeps the
+/// first verdict it records.
+async fn validate(state: AppState, batch: Vec<Delivery<ValidateUser>>) -> Result<(), HandlerError> {
+    let ids: Vec<i32> = batch.iter().map(|d| d.payload.user_id).collect();
+    let existing: HashSet<i32> = db::existing(&state.pool, &ids)
         .await
-        .map_err(Error::from)?;
-    let verdict = UserVerdict {
-        order_id: request.order_id,
-        user_id: request.user_id,
-        valid,
-    };
-    let subject = if valid {
-        subject::USER_VALIDATED
-    } else {
-        subject::USER_REJECTED
-    };
-    let id = message_id("user-verdict", request.order_id);
-    kit::jetstream::publish(&state.js, subject, &id, &verdict)
+        .map_err(Error::from)?
+        .into_iter()
+        .collect();
+    let mut outbox = Outbox::new(&state.js);
+    for delivery in &batch {
+        let request = delivery.payload;
+        let valid = existing.contains(&request.user_id);
+        let verdict = UserVerdict {
+            order_id: request.order_id,
+            user_id: request.user_id,
+            valid,
+        };
+        let subject = if valid {
+            subject::USER_VALIDATED
+        } else {
+            subject::USER_REJECTED
+        };
+        let id = message_id("user-verdict", request.order_id);
+        outbox.send(&delivery.span, subject, &id, &verdict).await;
+    }
+    outbox
+        .stored()
         .await
         .map_err(|error| HandlerError::unavailable(error.to_string()))
 }

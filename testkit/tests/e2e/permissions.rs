@@ -16,7 +16,8 @@ const FORBIDDEN_PUBLISH: [(&str, &[&str]); 3] = [
         "user",
         &[
             "order.cmd.place",
-            "order.evt.0.confirmed",
+            "order.evt.confirmed",
+            "order.outcome.someone",
             "product.cmd.create",
             "product.cmd.reserve",
             "product.evt.reserved",
@@ -34,7 +35,8 @@ const FORBIDDEN_PUBLISH: [(&str, &[&str]); 3] = [
             "user.cmd.validate",
             "user.evt.validated",
             "order.cmd.place",
-            "order.evt.0.confirmed",
+            "order.evt.confirmed",
+            "order.outcome.someone",
             "product.cmd.reserve",
             "$JS.API.STREAM.PURGE.USER_SAGA",
             "$JS.API.CONSUMER.MSG.NEXT.ORDER_SAGA.order-place",
@@ -60,7 +62,7 @@ const FORBIDDEN_PUBLISH: [(&str, &[&str]); 3] = [
 
 /// What each must not listen to: another service's commands, and everyone's replies.
 const FORBIDDEN_SUBSCRIBE: [(&str, &[&str]); 3] = [
-    ("user", &["product.cmd.>", "_INBOX.>", "order.evt.*.*"]),
+    ("user", &["product.cmd.>", "_INBOX.>", "order.outcome.*"]),
     ("product", &["user.cmd.>", "_INBOX.order.>", ">"]),
     ("order", &["user.cmd.create", "_INBOX.user.>", "dead.>"]),
 ];

@@ -1,0 +1,89 @@
+//! Streams and durable consumers, created from their definitions in `nats/` at start-up.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{
+    self, Context,
+    consumer::{PullConsumer, pull},
+};
+use shared::stream::{ConsumerDef, StreamDef};
+
+/// How long start-up waits for a stream owned by another service to appear.
+const STREAM_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Creates `def` as written in its file, unless it exists. An existing stream is left as it is:
+/// services may create their streams but not change them (nats/permissions.conf), so that a
+/// compromised one cannot widen its stream to capture subjects that are not its own. When the
+/// stream on the server has other subjects than the file, an operator applies the file.
+pub async fn ensure_stream(js: &Context, def: &StreamDef) -> anyhow::Result<()> {
+    let config: jetstream::stream::Config = serde_json::from_str(def.json)
+        .with_context(|| format!("stream definition {}", def.name))?;
+    let started = tokio::time::Instant::now();
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => {
+                if stream.cached_info().config.subjects != config.subjects {
+                    tracing::warn!(
+                        stream = def.name,
+                        "the stream's subjects differ from nats/streams/{0}.json; apply it with `nats stream edit {0} --config nats/streams/{0}.json`",
+                        def.name
+                    );
+                }
+                return Ok(());
+            }
+            Err(error) if started.elapsed() < STREAM_PATIENCE => {
+                tracing::warn!(stream = def.name, %error, "cannot create stream yet, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(anyhow::anyhow!("creating stream {}: {error}", def.name)),
+        }
+    }
+}
+
+/// Creates (or updates) the durable consumer `def` and returns it. Its stream may belong to
+/// another service that is still starting, so this waits for the stream to appear.
+pub async fn consumer(js: &Context, def: &ConsumerDef) -> anyhow::Result<PullConsumer> {
+    ensure_stream(js, &shared::stream::DEAD_LETTERS).await?;
+    let config: pull::Config = serde_json::from_str(def.json)
+        .with_context(|| format!("consumer definition {}", def.name))?;
+    let started = tokio::time::Instant::now();
+    loop {
+        let attempt = async {
+            let stream = js
+                .get_stream(def.stream)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            stream
+                .create_consumer(config.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        match attempt.await {
+            Ok(consumer) => return Ok(consumer),
+            Err(error) if started.elapsed() < STREAM_PATIENCE => {
+                tracing::warn!(stream = def.stream, consumer = def.name, %error, "waiting for stream");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.context(format!("creating consumer {}", def.name))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_definition_in_nats_parses_as_an_async_nats_config() {
+        for def in shared::stream::STREAMS {
+            let config: jetstream::stream::Config = serde_json::from_str(def.json).unwrap();
+            assert_eq!(config.name, def.name);
+        }
+        for def in shared::stream::CONSUMERS {
+            let config: pull::Config = serde_json::from_str(def.json).unwrap();
+            assert_eq!(config.durable_name.as_deref(), Some(def.name));
+            assert_eq!(config.ack_policy, jetstream::consumer::AckPolicy::Explicit);
+        }
+    }
+}
