@@ -103,7 +103,9 @@ pub async fn insert_pending(
 
 /// Records the user verdicts (order, valid) of pending orders that have none yet, deciding
 /// those whose stock verdict is already in. Returns the orders it recorded a verdict on; the
-/// others were repeats, or decided already.
+/// others were repeats, or decided already. The rows are locked in id order first: the batch of
+/// stock verdicts updating some of the same orders at once locks them in the same order, and
+/// neither waits for the other in a circle.
 #[tracing::instrument(skip_all, fields(verdicts = verdicts.len()), err)]
 pub async fn record_user_verdicts(
     db: impl PgExecutor<'_>,
@@ -111,7 +113,8 @@ pub async fn record_user_verdicts(
 ) -> sqlx::Result<Vec<Order>> {
     let (ids, valid): (Vec<Uuid>, Vec<bool>) = verdicts.iter().copied().unzip();
     sqlx::query_as(
-        "update orders o set
+        "with locked as (select id from orders where id = any($1) order by id for update)
+         update orders o set
              user_valid = v.valid,
              state = case when o.stock is null then 'pending'
                           when v.valid and o.stock = 'reserved' then 'confirmed'
@@ -121,8 +124,8 @@ pub async fn record_user_verdicts(
                            when o.stock = 'reserved' then null
                            else o.stock end,
              updated_at = now()
-         from unnest($1::uuid[], $2::bool[]) as v(id, valid)
-         where o.id = v.id and o.state = 'pending' and o.user_valid is null
+         from unnest($1::uuid[], $2::bool[]) as v(id, valid), locked
+         where o.id = v.id and o.id = locked.id and o.state = 'pending' and o.user_valid is null
          returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
     )
     .bind(&ids)
@@ -141,7 +144,8 @@ pub async fn record_stock_verdicts(
 ) -> sqlx::Result<Vec<Order>> {
     let (ids, stock): (Vec<Uuid>, Vec<&str>) = verdicts.iter().copied().unzip();
     sqlx::query_as(
-        "update orders o set
+        "with locked as (select id from orders where id = any($1) order by id for update)
+         update orders o set
              stock = v.stock,
              state = case when o.user_valid is null then 'pending'
                           when o.user_valid and v.stock = 'reserved' then 'confirmed'
@@ -151,8 +155,8 @@ pub async fn record_stock_verdicts(
                            when v.stock = 'reserved' then null
                            else v.stock end,
              updated_at = now()
-         from unnest($1::uuid[], $2::text[]) as v(id, stock)
-         where o.id = v.id and o.state = 'pending' and o.stock is null
+         from unnest($1::uuid[], $2::text[]) as v(id, stock), locked
+         where o.id = v.id and o.id = locked.id and o.state = 'pending' and o.stock is null
          returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
     )
     .bind(&ids)

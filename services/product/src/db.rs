@@ -189,20 +189,33 @@ pub async fn reservations(
         .collect())
 }
 
-/// Inserts the reservations a batch made. Returns the orders whose row went in; another
+/// Writes what a batch of stock requests changed, in one statement: the reservations it made
+/// (`created`), the stored ones it released, and the new stock of the products it changed,
+/// which this transaction has locked. Returns the orders whose new row went in; another
 /// transaction stored the others' first (an order whose product does not exist locks nothing),
 /// and their stored answer stands.
-#[tracing::instrument(skip_all, fields(rows = rows.len()), err)]
-pub async fn insert_reservations(
+#[tracing::instrument(skip_all, fields(created = created.len()), err)]
+pub async fn write_batch(
     db: &mut PgConnection,
-    rows: &[(Uuid, Reservation)],
+    created: &[(Uuid, Reservation)],
+    released: &[Uuid],
+    stock: &[(i32, i32)],
 ) -> sqlx::Result<Vec<Uuid>> {
-    let column = |f: fn(&(Uuid, Reservation)) -> i32| rows.iter().map(f).collect::<Vec<_>>();
-    let order_ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
-    let states: Vec<&str> = rows.iter().map(|(_, r)| r.recorded.state()).collect();
-    let reasons: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.recorded.reason()).collect();
+    let column = |f: fn(&(Uuid, Reservation)) -> i32| created.iter().map(f).collect::<Vec<_>>();
+    let order_ids: Vec<Uuid> = created.iter().map(|(id, _)| *id).collect();
+    let states: Vec<&str> = created.iter().map(|(_, r)| r.recorded.state()).collect();
+    let reasons: Vec<Option<&str>> = created.iter().map(|(_, r)| r.recorded.reason()).collect();
+    let (products, units): (Vec<i32>, Vec<i32>) = stock.iter().copied().unzip();
     sqlx::query_scalar(
-        "insert into reservations (order_id, product_id, quantity, state, reason)
+        "with released as (
+             update reservations set state = 'released', updated_at = now()
+             where order_id = any($6) and state = 'reserved'
+         ),
+         stocked as (
+             update products p set quantity = s.units
+             from unnest($7::int[], $8::int[]) as s(id, units) where p.id = s.id
+         )
+         insert into reservations (order_id, product_id, quantity, state, reason)
          select * from unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[])
          on conflict (order_id) do nothing
          returning order_id",
@@ -212,36 +225,11 @@ pub async fn insert_reservations(
     .bind(column(|(_, r)| r.quantity))
     .bind(&states)
     .bind(&reasons)
+    .bind(released)
+    .bind(&products)
+    .bind(&units)
     .fetch_all(db)
     .await
-}
-
-/// Marks the stored reservations of `order_ids` released.
-#[tracing::instrument(skip_all, fields(orders = order_ids.len()), err)]
-pub async fn mark_released(db: &mut PgConnection, order_ids: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query(
-        "update reservations set state = 'released', updated_at = now()
-         where order_id = any($1) and state = 'reserved'",
-    )
-    .bind(order_ids)
-    .execute(db)
-    .await
-    .map(drop)
-}
-
-/// Sets the stock of products this transaction has locked: (id, units).
-#[tracing::instrument(skip_all, fields(products = stock.len()), err)]
-pub async fn set_stock(db: &mut PgConnection, stock: &[(i32, i32)]) -> sqlx::Result<()> {
-    let (ids, units): (Vec<i32>, Vec<i32>) = stock.iter().copied().unzip();
-    sqlx::query(
-        "update products p set quantity = s.units
-         from unnest($1::int[], $2::int[]) as s(id, units) where p.id = s.id",
-    )
-    .bind(&ids)
-    .bind(&units)
-    .execute(db)
-    .await
-    .map(drop)
 }
 
 /// Deletes every product and reservation (operator reset).

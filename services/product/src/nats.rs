@@ -220,13 +220,15 @@ async fn decide(
             _ => ledger.reserve(&delivery.payload),
         })
         .collect();
-    let created = ledger.created();
-    let inserted = db::insert_reservations(&mut tx, &created).await?;
+    let (created, released, stock) = (ledger.created(), ledger.released(), ledger.changed_stock());
+    if created.is_empty() && released.is_empty() && stock.is_empty() {
+        // Repeats only: every answer was stored already.
+        return Ok(Some(verdicts));
+    }
+    let inserted = db::write_batch(&mut tx, &created, released, &stock).await?;
     if inserted.len() < created.len() {
         return Ok(None);
     }
-    db::mark_released(&mut tx, ledger.released()).await?;
-    db::set_stock(&mut tx, &ledger.changed_stock()).await?;
     tx.commit().await?;
     tracing::debug!(requests = batch.len(), "stock batch committed");
     Ok(Some(verdicts))

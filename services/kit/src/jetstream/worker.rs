@@ -27,7 +27,7 @@ const PULL_EXPIRES: Duration = Duration::from_secs(1);
 const PULL_MARGIN: Duration = Duration::from_millis(500);
 /// Pull requests in flight per consumer and process, so that one batch being handled does not
 /// leave the consumer idle.
-const PULLERS: usize = 2;
+const PULLERS: usize = 1;
 
 /// A saga message as a handler sees it.
 #[derive(Debug, Clone)]
