@@ -1,8 +1,8 @@
 //! SQL on `product_db`. Each function is one statement; callers pass a pool or a transaction.
 //!
-//! Every command write takes its command id and, in the same statement, acts only if the id is
-//! new and records the answer in `command_log`; `None` then means "nothing done": see
-//! [`outcome`] for why. Saga writes are keyed by the order id instead.
+//! Writes of commands come in batches, each command with its command id: in the same statement,
+//! each acts only if its id is new, and records its answer in `command_log`; a command that did
+//! nothing learns why from [`outcomes`]. Saga writes are keyed by the order id instead.
 
 use shared::{
     product::{DeleteProduct, Product, UpdateProduct},
@@ -37,113 +37,159 @@ pub async fn find(db: impl PgExecutor<'_>, id: i32) -> sqlx::Result<Option<Produ
     Ok(row.map(product))
 }
 
-/// What command `command_id` answered, if it ran: `ok`, `conflict`, `not_found` or `deleted`.
-#[tracing::instrument(skip_all, fields(%command_id), err)]
-pub async fn outcome(db: impl PgExecutor<'_>, command_id: Uuid) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("select outcome from command_log where id = $1")
-        .bind(command_id)
-        .fetch_optional(db)
+/// The products among `ids` that exist.
+#[tracing::instrument(skip_all, fields(ids = ids.len()), err)]
+pub async fn find_many(db: impl PgExecutor<'_>, ids: &[i32]) -> sqlx::Result<Vec<Product>> {
+    let rows = sqlx::query_as::<_, Row>(
+        "select id, name, description, price, quantity from products where id = any($1)",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(product).collect())
+}
+
+/// What the commands among `command_ids` answered, for those that ran: (id, `ok`,
+/// `conflict`, `not_found` or `deleted`).
+#[tracing::instrument(skip_all, fields(commands = command_ids.len()), err)]
+pub async fn outcomes(
+    db: impl PgExecutor<'_>,
+    command_ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    sqlx::query_as("select id, outcome from command_log where id = any($1)")
+        .bind(command_ids)
+        .fetch_all(db)
         .await
 }
 
-/// Inserts `new` unless command `command_id` already ran; `None` when the id is taken (the
-/// primary key decides, not a prior lookup) or the command is a repeat.
-#[tracing::instrument(skip_all, fields(id = new.id, %command_id), err)]
+/// Inserts the products of a batch of create commands (`(product, command id)`, no two with the
+/// same product id) in one statement, each unless its command already ran, and records each
+/// command's answer in `command_log`. Returns the commands that inserted their product; the
+/// others found the id taken (the primary key decides) or are repeats: see [`outcomes`].
+#[tracing::instrument(skip_all, fields(commands = commands.len()), err)]
 pub async fn insert(
     db: impl PgExecutor<'_>,
-    new: &Product,
-    command_id: Uuid,
-) -> sqlx::Result<Option<Product>> {
-    let row = sqlx::query_as::<_, Row>(
-        "with fresh as (select not exists (select 1 from command_log where id = $6) as yes),
+    commands: &[(&Product, Uuid)],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "with input as (
+             select * from unnest($1::int[], $2::text[], $3::text[], $4::float8[], $5::int[], $6::uuid[])
+                 as t(id, name, description, price, quantity, command_id)
+         ),
+         fresh as (
+             select * from input where not exists (select 1 from command_log c where c.id = input.command_id)
+         ),
          inserted as (
              insert into products (id, name, description, price, quantity)
-             select $1, $2, $3, $4, $5 from fresh where yes
+             select id, name, description, price, quantity from fresh
              on conflict (id) do nothing
-             returning id, name, description, price, quantity
-         ),
-         logged as (
-             insert into command_log (id, outcome)
-             select $6, case when exists (select 1 from inserted) then 'ok' else 'conflict' end from fresh where yes
-             on conflict (id) do nothing
-         )
-         select * from inserted",
-    )
-    .bind(new.id)
-    .bind(&new.name)
-    .bind(&new.description)
-    .bind(new.price)
-    .bind(new.quantity)
-    .bind(command_id)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(product))
-}
-
-/// Applies the fields `change` carries unless command `command_id` already ran; `None` when the
-/// product does not exist or the command is a repeat.
-#[tracing::instrument(skip_all, fields(id = change.id, %command_id), err)]
-pub async fn update(
-    db: impl PgExecutor<'_>,
-    change: &UpdateProduct,
-    command_id: Uuid,
-) -> sqlx::Result<Option<Product>> {
-    let row = sqlx::query_as::<_, Row>(
-        "with fresh as (select not exists (select 1 from command_log where id = $6) as yes),
-         updated as (
-             update products set name = coalesce($2, name), description = coalesce($3, description),
-                    price = coalesce($4, price), quantity = coalesce($5, quantity)
-             where id = $1 and (select yes from fresh)
-             returning id, name, description, price, quantity
-         ),
-         logged as (
-             insert into command_log (id, outcome)
-             select $6, case when exists (select 1 from updated) then 'ok' else 'not_found' end from fresh where yes
-             on conflict (id) do nothing
-         )
-         select * from updated",
-    )
-    .bind(change.id)
-    .bind(&change.name)
-    .bind(&change.description)
-    .bind(change.price)
-    .bind(change.quantity)
-    .bind(command_id)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(product))
-}
-
-/// Deletes the product if name, price and quantity match, unless command `command_id` already
-/// ran; true when a row went.
-#[tracing::instrument(skip_all, fields(id = old.id, %command_id), err)]
-pub async fn delete_matching(
-    db: impl PgExecutor<'_>,
-    old: &DeleteProduct,
-    command_id: Uuid,
-) -> sqlx::Result<bool> {
-    let deleted: Option<i32> = sqlx::query_scalar(
-        "with fresh as (select not exists (select 1 from command_log where id = $5) as yes),
-         deleted as (
-             delete from products
-             where id = $1 and name = $2 and price = $3 and quantity = $4 and (select yes from fresh)
              returning id
          ),
          logged as (
              insert into command_log (id, outcome)
-             select $5, case when exists (select 1 from deleted) then 'deleted' else 'not_found' end from fresh where yes
+             select command_id, case when id in (select id from inserted) then 'ok' else 'conflict' end
+             from fresh
              on conflict (id) do nothing
          )
-         select id from deleted",
+         select command_id from fresh where id in (select id from inserted)",
     )
-    .bind(old.id)
-    .bind(&old.name)
-    .bind(old.price)
-    .bind(old.quantity)
-    .bind(command_id)
-    .fetch_optional(db)
+    .bind(commands.iter().map(|(p, _)| p.id).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(p, _)| p.name.as_str()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(p, _)| p.description.as_str()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(p, _)| p.price).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(p, _)| p.quantity).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+    .fetch_all(db)
+    .await
+}
+
+/// Applies a batch of update commands (no two on the same product) in one statement, each the
+/// fields it carries and unless its command already ran. Returns the products updated, with
+/// the command that updated each.
+#[tracing::instrument(skip_all, fields(commands = commands.len()), err)]
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    commands: &[(&UpdateProduct, Uuid)],
+) -> sqlx::Result<Vec<(Uuid, Product)>> {
+    let rows = sqlx::query_as::<_, (Uuid, i32, String, String, f64, i32)>(
+        "with input as (
+             select * from unnest($1::int[], $2::text[], $3::text[], $4::float8[], $5::int[], $6::uuid[])
+                 as t(id, name, description, price, quantity, command_id)
+         ),
+         fresh as (
+             select * from input where not exists (select 1 from command_log c where c.id = input.command_id)
+         ),
+         updated as (
+             update products p set name = coalesce(f.name, p.name),
+                    description = coalesce(f.description, p.description),
+                    price = coalesce(f.price, p.price), quantity = coalesce(f.quantity, p.quantity)
+             from fresh f where p.id = f.id
+             returning p.id, p.name, p.description, p.price, p.quantity
+         ),
+         logged as (
+             insert into command_log (id, outcome)
+             select command_id, case when id in (select id from updated) then 'ok' else 'not_found' end
+             from fresh
+             on conflict (id) do nothing
+         )
+         select f.command_id, p.id, p.name, p.description, p.price, p.quantity
+         from updated p join fresh f on f.id = p.id",
+    )
+    .bind(commands.iter().map(|(c, _)| c.id).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(c, _)| c.name.as_deref()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(c, _)| c.description.as_deref()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(c, _)| c.price).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(c, _)| c.quantity).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+    .fetch_all(db)
     .await?;
-    Ok(deleted.is_some())
+    Ok(rows
+        .into_iter()
+        .map(|(command_id, id, name, description, price, quantity)| {
+            (
+                command_id,
+                product((id, name, description, price, quantity)),
+            )
+        })
+        .collect())
+}
+
+/// Deletes, for a batch of delete commands (no two on the same product), each product whose
+/// name, price and quantity match, unless its command already ran. Returns the commands that
+/// deleted a product.
+#[tracing::instrument(skip_all, fields(commands = commands.len()), err)]
+pub async fn delete_matching(
+    db: impl PgExecutor<'_>,
+    commands: &[(&DeleteProduct, Uuid)],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "with input as (
+             select * from unnest($1::int[], $2::text[], $3::float8[], $4::int[], $5::uuid[])
+                 as t(id, name, price, quantity, command_id)
+         ),
+         fresh as (
+             select * from input where not exists (select 1 from command_log c where c.id = input.command_id)
+         ),
+         deleted as (
+             delete from products p using fresh f
+             where p.id = f.id and p.name = f.name and p.price = f.price and p.quantity = f.quantity
+             returning p.id
+         ),
+         logged as (
+             insert into command_log (id, outcome)
+             select command_id, case when id in (select id from deleted) then 'deleted' else 'not_found' end
+             from fresh
+             on conflict (id) do nothing
+         )
+         select command_id from fresh where id in (select id from deleted)",
+    )
+    .bind(commands.iter().map(|(p, _)| p.id).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(p, _)| p.name.as_str()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(p, _)| p.price).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(p, _)| p.quantity).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+    .fetch_all(db)
+    .await
 }
 
 /// Locks the products among `ids` that exist, in id order (so that two batches never wait

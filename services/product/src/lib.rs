@@ -6,6 +6,7 @@ mod db;
 mod error;
 mod http;
 mod nats;
+mod saga;
 mod stock;
 
 use kit::body::Limits;
@@ -62,7 +63,7 @@ pub async fn run(
         metrics: kit::metrics::Metrics::new(|_| {}),
     };
     let handlers = nats::start(state.clone()).await?;
-    let saga = nats::start_saga(state.clone()).await?;
+    let saga = saga::start(state.clone()).await?;
     let pruning = kit::db::prune_every_minute(pool.clone(), kit::db::PRUNE_COMMAND_LOG);
     let reset_state = state.clone();
     let admin = kit::admin::listen(

@@ -1,11 +1,11 @@
 //! The user service's NATS side: `user.cmd.create|update|delete`, `user.query.get`, and the saga
 //! worker that answers `user.cmd.validate` on JetStream.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use kit::{
     jetstream::{Delivery, Outbox, Worker},
-    nats::{HandlerError, Handlers},
+    nats::{Command, HandlerError, Handlers},
 };
 use shared::{
     saga::{UserVerdict, ValidateUser, message_id},
@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use crate::{AppState, Error, db};
 
-/// Registers the `user` service and its endpoints.
+/// Registers the `user` service and its endpoints. Commands are handled in batches of those
+/// that arrive together, each batch committed at once.
 pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
     let mut handlers = Handlers::start(
         &state.nats,
@@ -29,29 +30,29 @@ pub async fn start(state: AppState) -> anyhow::Result<Handlers> {
     .await?;
     let s = state.clone();
     handlers
-        .add(
+        .add_batched(
             "create",
             subject::USER_CREATE,
             "Create a user (id, username, email, password)",
-            move |cmd, id| create(s.clone(), cmd, id),
+            move |batch| create(s.clone(), batch),
         )
         .await?;
     let s = state.clone();
     handlers
-        .add(
+        .add_batched(
             "update",
             subject::USER_UPDATE,
             "Change some fields of a user",
-            move |cmd, id| update(s.clone(), cmd, id),
+            move |batch| update(s.clone(), batch),
         )
         .await?;
     let s = state.clone();
     handlers
-        .add(
+        .add_batched(
             "delete",
             subject::USER_DELETE,
             "Delete a user whose credentials match",
-            move |cmd, id| delete(s.clone(), cmd, id),
+            move |batch| delete(s.clone(), batch),
         )
         .await?;
     handlers
@@ -69,61 +70,151 @@ fn found(user: Option<User>) -> UserReply {
     user.map_or(UserReply::NotFound, |user| UserReply::Ok { user })
 }
 
-/// What a command that did nothing answers: a repeat answers what it answered the first time.
-async fn earlier(state: &AppState, command_id: Uuid) -> Result<Option<String>, Error> {
-    Ok(db::outcome(&state.pool, command_id).await?)
+/// What the commands of `commands` not in `done` answered when they first ran, by command id:
+/// a command that did nothing is a repeat (or lost a race to its own first copy), and answers
+/// what that first run answered.
+async fn earlier<T>(
+    state: &AppState,
+    commands: &[Command<T>],
+    done: &HashSet<Uuid>,
+) -> Result<HashMap<Uuid, String>, Error> {
+    let others: Vec<Uuid> = commands
+        .iter()
+        .map(|command| command.id)
+        .filter(|id| !done.contains(id))
+        .collect();
+    if others.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(db::outcomes(&state.pool, &others)
+        .await?
+        .into_iter()
+        .collect())
 }
 
-async fn create(state: AppState, new: User, command_id: Uuid) -> Result<UserReply, HandlerError> {
-    if let Some(user) = db::insert(&state.pool, &new, command_id)
+async fn create(
+    state: AppState,
+    batch: Vec<Command<User>>,
+) -> Vec<Result<UserReply, HandlerError>> {
+    kit::nats::answer_each(
+        batch,
+        |user| user.id,
+        |commands| create_each(state.clone(), commands),
+    )
+    .await
+}
+
+async fn create_each(
+    state: AppState,
+    commands: Vec<Command<User>>,
+) -> Result<Vec<UserReply>, HandlerError> {
+    let rows: Vec<(&User, Uuid)> = commands.iter().map(|c| (&c.payload, c.id)).collect();
+    let created: HashSet<Uuid> = db::insert(&state.pool, &rows)
         .await
         .map_err(Error::from)?
-    {
-        return Ok(UserReply::Ok { user });
-    }
-    Ok(match earlier(&state, command_id).await?.as_deref() {
-        // A repeat of a create that succeeded: it stored exactly these fields.
-        Some("ok") => UserReply::Ok { user: new },
-        _ => UserReply::Conflict,
-    })
+        .into_iter()
+        .collect();
+    let earlier = earlier(&state, &commands, &created).await?;
+    Ok(commands
+        .into_iter()
+        .map(|command| {
+            // A repeat of a create that succeeded: it stored exactly these fields.
+            let ok = created.contains(&command.id)
+                || earlier.get(&command.id).is_some_and(|o| o == "ok");
+            if ok {
+                UserReply::Ok {
+                    user: command.payload,
+                }
+            } else {
+                UserReply::Conflict
+            }
+        })
+        .collect())
 }
 
 async fn update(
     state: AppState,
-    change: UpdateUser,
-    command_id: Uuid,
-) -> Result<UserReply, HandlerError> {
-    if let Some(user) = db::update(&state.pool, &change, command_id)
+    batch: Vec<Command<UpdateUser>>,
+) -> Vec<Result<UserReply, HandlerError>> {
+    kit::nats::answer_each(
+        batch,
+        |change| change.id,
+        |commands| update_each(state.clone(), commands),
+    )
+    .await
+}
+
+async fn update_each(
+    state: AppState,
+    commands: Vec<Command<UpdateUser>>,
+) -> Result<Vec<UserReply>, HandlerError> {
+    let rows: Vec<(&UpdateUser, Uuid)> = commands.iter().map(|c| (&c.payload, c.id)).collect();
+    let mut updated: HashMap<Uuid, User> = db::update(&state.pool, &rows)
         .await
         .map_err(Error::from)?
-    {
-        return Ok(UserReply::Ok { user });
+        .into_iter()
+        .collect();
+    let earlier = earlier(&state, &commands, &updated.keys().copied().collect()).await?;
+    // A repeat of an update that succeeded answers the user as it stands now.
+    let repeated =
+        |command: &Command<UpdateUser>| earlier.get(&command.id).is_some_and(|o| o == "ok");
+    let again: Vec<i32> = commands
+        .iter()
+        .filter(|c| repeated(c))
+        .map(|c| c.payload.id)
+        .collect();
+    let mut current: HashMap<i32, User> = HashMap::new();
+    if !again.is_empty() {
+        let users = db::find_many(&state.pool, &again)
+            .await
+            .map_err(Error::from)?;
+        current.extend(users.into_iter().map(|user| (user.id, user)));
     }
-    Ok(match earlier(&state, command_id).await?.as_deref() {
-        Some("ok") => found(
-            db::find(&state.pool, change.id)
-                .await
-                .map_err(Error::from)?,
-        ),
-        _ => UserReply::NotFound,
-    })
+    Ok(commands
+        .iter()
+        .map(|command| match updated.remove(&command.id) {
+            Some(user) => UserReply::Ok { user },
+            None if repeated(command) => found(current.get(&command.payload.id).cloned()),
+            None => UserReply::NotFound,
+        })
+        .collect())
 }
 
 async fn delete(
     state: AppState,
-    old: DeleteUser,
-    command_id: Uuid,
-) -> Result<UserReply, HandlerError> {
-    if db::delete_matching(&state.pool, &old, command_id)
+    batch: Vec<Command<DeleteUser>>,
+) -> Vec<Result<UserReply, HandlerError>> {
+    kit::nats::answer_each(
+        batch,
+        |old| old.id,
+        |commands| delete_each(state.clone(), commands),
+    )
+    .await
+}
+
+async fn delete_each(
+    state: AppState,
+    commands: Vec<Command<DeleteUser>>,
+) -> Result<Vec<UserReply>, HandlerError> {
+    let rows: Vec<(&DeleteUser, Uuid)> = commands.iter().map(|c| (&c.payload, c.id)).collect();
+    let deleted: HashSet<Uuid> = db::delete_matching(&state.pool, &rows)
         .await
         .map_err(Error::from)?
-    {
-        return Ok(UserReply::Deleted);
-    }
-    Ok(match earlier(&state, command_id).await?.as_deref() {
-        Some("deleted") => UserReply::Deleted,
-        _ => UserReply::NotFound,
-    })
+        .into_iter()
+        .collect();
+    let earlier = earlier(&state, &commands, &deleted).await?;
+    Ok(commands
+        .iter()
+        .map(|command| {
+            let gone = deleted.contains(&command.id)
+                || earlier.get(&command.id).is_some_and(|o| o == "deleted");
+            if gone {
+                UserReply::Deleted
+            } else {
+                UserReply::NotFound
+            }
+        })
+        .collect())
 }
 
 async fn get(state: AppState, query: GetUser) -> Result<UserReply, HandlerError> {
