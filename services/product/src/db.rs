@@ -119,11 +119,14 @@ pub async fn update(
          fresh as (
              select * from input where not exists (select 1 from command_log c where c.id = input.command_id)
          ),
+         locked as (
+             select id from products where id in (select id from fresh) order by id for update
+         ),
          updated as (
              update products p set name = coalesce(f.name, p.name),
                     description = coalesce(f.description, p.description),
                     price = coalesce(f.price, p.price), quantity = coalesce(f.quantity, p.quantity)
-             from fresh f where p.id = f.id
+             from fresh f join locked l on l.id = f.id where p.id = f.id
              returning p.id, p.name, p.description, p.price, p.quantity
          ),
          logged as (
@@ -170,9 +173,12 @@ pub async fn delete_matching(
          fresh as (
              select * from input where not exists (select 1 from command_log c where c.id = input.command_id)
          ),
+         locked as (
+             select id from products where id in (select id from fresh) order by id for update
+         ),
          deleted as (
-             delete from products p using fresh f
-             where p.id = f.id and p.name = f.name and p.price = f.price and p.quantity = f.quantity
+             delete from products p using fresh f, locked l
+             where p.id = f.id and l.id = f.id and p.name = f.name and p.price = f.price and p.quantity = f.quantity
              returning p.id
          ),
          logged as (

@@ -112,11 +112,14 @@ pub async fn update(
          fresh as (
              select * from input where not exists (select 1 from command_log c where c.id = input.command_id)
          ),
+         locked as (
+             select id from users where id in (select id from fresh) order by id for update
+         ),
          updated as (
              update users u set username = coalesce(f.username, u.username),
                     email = coalesce(f.email, u.email),
                     password_sha256 = coalesce(f.password_sha256, u.password_sha256)
-             from fresh f where u.id = f.id
+             from fresh f join locked l on l.id = f.id where u.id = f.id
              returning u.id, u.username, u.email, u.password_sha256
          ),
          logged as (
@@ -158,9 +161,12 @@ pub async fn delete_matching(
          fresh as (
              select * from input where not exists (select 1 from command_log c where c.id = input.command_id)
          ),
+         locked as (
+             select id from users where id in (select id from fresh) order by id for update
+         ),
          deleted as (
-             delete from users u using fresh f
-             where u.id = f.id and u.username = f.username and u.email = f.email
+             delete from users u using fresh f, locked l
+             where u.id = f.id and l.id = f.id and u.username = f.username and u.email = f.email
                    and u.password_sha256 = f.password_sha256
              returning u.id
          ),

@@ -390,8 +390,9 @@ impl Handlers {
 
 /// Answers each command of a batch by running `run` on rounds of them: a round holds no two
 /// commands with the same `key` (commands on the same record apply one after the other, in the
-/// order they came), and `run` answers a round's commands in order, in one statement or
-/// transaction, or fails them all. A round that fails for a reason of its own (not an
+/// order they came), sorted by key (so that concurrent rounds lock their rows in the same order
+/// and never wait on each other in a circle), and `run` answers a round's commands in order, in
+/// one statement or transaction, or fails them all. A round that fails for a reason of its own (not an
 /// unavailable dependency) is split until the command that makes it fail is alone, so that one
 /// bad command fails no other.
 pub async fn answer_each<T, K, R, F, Fut>(
@@ -401,7 +402,7 @@ pub async fn answer_each<T, K, R, F, Fut>(
 ) -> Vec<Result<R, HandlerError>>
 where
     T: Clone,
-    K: std::hash::Hash + Eq,
+    K: std::hash::Hash + Ord,
     F: Fn(Vec<Command<T>>) -> Fut,
     Fut: Future<Output = Result<Vec<R>, HandlerError>>,
 {
@@ -416,7 +417,8 @@ where
         rounds[*round].push(at);
         *round += 1;
     }
-    for round in rounds {
+    for mut round in rounds {
+        round.sort_by_key(|&at| key(&batch[at].payload));
         let mut pending = vec![round];
         while let Some(part) = pending.pop() {
             let commands = part.iter().map(|&at| batch[at].clone()).collect();
@@ -476,6 +478,24 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), [vec![1, 2, 3], vec![1], vec![1]]);
         let answers: Vec<i32> = answers.into_iter().map(Result::unwrap).collect();
         assert_eq!(answers, [1, 2, 1, 1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_round_is_sorted_by_key_and_each_answer_returns_to_its_command() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let answers = answer_each(
+            commands(&[5, 3, 9, 1]),
+            |key| *key,
+            |round| {
+                let keys: Vec<i32> = round.iter().map(|c| c.payload).collect();
+                seen.lock().unwrap().push(keys.clone());
+                async move { Ok(keys.into_iter().map(|k| k * 10).collect()) }
+            },
+        )
+        .await;
+        assert_eq!(*seen.lock().unwrap(), [vec![1, 3, 5, 9]]);
+        let answers: Vec<i32> = answers.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, [50, 30, 90, 10]);
     }
 
     #[tokio::test]
