@@ -1,5 +1,10 @@
 //! SQL on `order_db`. Each function is one statement; the saga's decisions happen inside the
 //! `UPDATE` that records a verdict, under the order's row lock.
+//!
+//! A statement that looks orders up by id and also filters on their state passes the state
+//! as a parameter: written as a literal, it lets the planner prefer the partial index of that
+//! state (pending orders, say) and scan every row in it, which is cheap while few orders wait
+//! and slow exactly when many do.
 
 use std::time::Duration;
 
@@ -111,7 +116,9 @@ pub async fn record_user_verdicts(
     db: impl PgExecutor<'_>,
     verdicts: &[(Uuid, bool)],
 ) -> sqlx::Result<Vec<Order>> {
-    let (ids, valid): (Vec<Uuid>, Vec<bool>) = verdicts.iter().copied().unzip();
+    let mut verdicts = verdicts.to_vec();
+    verdicts.sort_unstable_by_key(|(id, _)| *id);
+    let (ids, valid): (Vec<Uuid>, Vec<bool>) = verdicts.into_iter().unzip();
     sqlx::query_as(
         "with locked as (select id from orders where id = any($1) order by id for update)
          update orders o set
@@ -125,11 +132,12 @@ pub async fn record_user_verdicts(
                            else o.stock end,
              updated_at = now()
          from unnest($1::uuid[], $2::bool[]) as v(id, valid), locked
-         where o.id = v.id and o.id = locked.id and o.state = 'pending' and o.user_valid is null
+         where o.id = any($1) and o.id = v.id and o.id = locked.id and o.state = $3 and o.user_valid is null
          returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
     )
     .bind(&ids)
     .bind(&valid)
+    .bind(OrderState::Pending.as_str())
     .fetch_all(db)
     .await
 }
@@ -142,7 +150,9 @@ pub async fn record_stock_verdicts(
     db: impl PgExecutor<'_>,
     verdicts: &[(Uuid, &str)],
 ) -> sqlx::Result<Vec<Order>> {
-    let (ids, stock): (Vec<Uuid>, Vec<&str>) = verdicts.iter().copied().unzip();
+    let mut verdicts = verdicts.to_vec();
+    verdicts.sort_unstable_by_key(|(id, _)| *id);
+    let (ids, stock): (Vec<Uuid>, Vec<&str>) = verdicts.into_iter().unzip();
     sqlx::query_as(
         "with locked as (select id from orders where id = any($1) order by id for update)
          update orders o set
@@ -156,11 +166,12 @@ pub async fn record_stock_verdicts(
                            else v.stock end,
              updated_at = now()
          from unnest($1::uuid[], $2::text[]) as v(id, stock), locked
-         where o.id = v.id and o.id = locked.id and o.state = 'pending' and o.stock is null
+         where o.id = any($1) and o.id = v.id and o.id = locked.id and o.state = $3 and o.stock is null
          returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
     )
     .bind(&ids)
     .bind(&stock)
+    .bind(OrderState::Pending.as_str())
     .fetch_all(db)
     .await
 }
@@ -170,9 +181,10 @@ pub async fn record_stock_verdicts(
 pub async fn mark_released(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<()> {
     sqlx::query(
         "update orders set stock = 'released', updated_at = now()
-         where id = any($1) and state = 'rejected' and (stock is null or stock = 'reserved')",
+         where id = any($1) and state = $2 and (stock is null or stock = 'reserved')",
     )
     .bind(ids)
+    .bind(OrderState::Rejected.as_str())
     .execute(db)
     .await?;
     Ok(())
@@ -275,8 +287,9 @@ pub async fn claim_unreleased(
 /// Rejects claimed pending orders that outlived their final deadline (no reason: undecided).
 #[tracing::instrument(skip_all, err)]
 pub async fn expire(db: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query("update orders set state = 'rejected', reason = null, updated_at = now() where id = any($1) and state = 'pending'")
+    sqlx::query("update orders set state = 'rejected', reason = null, updated_at = now() where id = any($1) and state = $2")
         .bind(ids)
+        .bind(OrderState::Pending.as_str())
         .execute(db)
         .await
         .map(drop)

@@ -126,7 +126,7 @@ pub async fn update(
              update products p set name = coalesce(f.name, p.name),
                     description = coalesce(f.description, p.description),
                     price = coalesce(f.price, p.price), quantity = coalesce(f.quantity, p.quantity)
-             from fresh f join locked l on l.id = f.id where p.id = f.id
+             from fresh f join locked l on l.id = f.id where p.id = any($1) and p.id = f.id
              returning p.id, p.name, p.description, p.price, p.quantity
          ),
          logged as (
@@ -178,7 +178,7 @@ pub async fn delete_matching(
          ),
          deleted as (
              delete from products p using fresh f, locked l
-             where p.id = f.id and l.id = f.id and p.name = f.name and p.price = f.price and p.quantity = f.quantity
+             where p.id = any($1) and p.id = f.id and l.id = f.id and p.name = f.name and p.price = f.price and p.quantity = f.quantity
              returning p.id
          ),
          logged as (
@@ -265,7 +265,7 @@ pub async fn write_batch(
          ),
          stocked as (
              update products p set quantity = s.units
-             from unnest($7::int[], $8::int[]) as s(id, units) where p.id = s.id
+             from unnest($7::int[], $8::int[]) as s(id, units) where p.id = any($7) and p.id = s.id
          )
          insert into reservations (order_id, product_id, quantity, state, reason)
          select * from unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[])

@@ -119,7 +119,7 @@ pub async fn update(
              update users u set username = coalesce(f.username, u.username),
                     email = coalesce(f.email, u.email),
                     password_sha256 = coalesce(f.password_sha256, u.password_sha256)
-             from fresh f join locked l on l.id = f.id where u.id = f.id
+             from fresh f join locked l on l.id = f.id where u.id = any($1) and u.id = f.id
              returning u.id, u.username, u.email, u.password_sha256
          ),
          logged as (
@@ -166,7 +166,7 @@ pub async fn delete_matching(
          ),
          deleted as (
              delete from users u using fresh f, locked l
-             where u.id = f.id and l.id = f.id and u.username = f.username and u.email = f.email
+             where u.id = any($1) and u.id = f.id and l.id = f.id and u.username = f.username and u.email = f.email
                    and u.password_sha256 = f.password_sha256
              returning u.id
          ),
