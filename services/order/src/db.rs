@@ -107,7 +107,9 @@ pub async fn insert_pending(
 }
 
 /// Records the user verdicts (order, valid) of pending orders that have none yet, deciding
-/// those whose stock verdict is already in. Returns the orders it recorded a verdict on; the
+/// those whose stock verdict is already in. `updated_at` moves only when an order is decided:
+/// the first verdict then changes no indexed column, and PostgreSQL updates the row in place
+/// (see migration 0006). Returns the orders it recorded a verdict on; the
 /// others were repeats, or decided already. The rows are locked in id order first: the batch of
 /// stock verdicts updating some of the same orders at once locks them in the same order, and
 /// neither waits for the other in a circle.
@@ -130,7 +132,7 @@ pub async fn record_user_verdicts(
                            when not v.valid then 'user_not_found'
                            when o.stock = 'reserved' then null
                            else o.stock end,
-             updated_at = now()
+             updated_at = case when o.stock is null then o.updated_at else now() end
          from unnest($1::uuid[], $2::bool[]) as v(id, valid), locked
          where o.id = any($1) and o.id = v.id and o.id = locked.id and o.state = $3 and o.user_valid is null
          returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
@@ -164,7 +166,7 @@ pub async fn record_stock_verdicts(
                            when not o.user_valid then 'user_not_found'
                            when v.stock = 'reserved' then null
                            else v.stock end,
-             updated_at = now()
+             updated_at = case when o.user_valid is null then o.updated_at else now() end
          from unnest($1::uuid[], $2::text[]) as v(id, stock), locked
          where o.id = any($1) and o.id = v.id and o.id = locked.id and o.state = $3 and o.stock is null
          returning o.id, o.user_id, o.product_id, o.quantity, o.state, o.reason, o.user_valid, o.stock, o.notify, o.created_at, o.updated_at",
