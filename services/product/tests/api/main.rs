@@ -1,6 +1,7 @@
 //! The product service over real HTTP, against a real PostgreSQL and a real nats-server.
 
 mod bad_input;
+mod batches;
 mod contract;
 mod helpers;
 mod queries;

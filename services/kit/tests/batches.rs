@@ -1,0 +1,134 @@
+//! A saga consumer's batches, against a real nats-server: what is ready arrives at once, a
+//! batch that fails for one message is split until that message is alone, and only that one
+//! goes to the dead letters; the others are acknowledged once handled.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use futures::StreamExt;
+use kit::{jetstream::Worker, nats::HandlerError};
+use shared::{
+    saga::ValidateUser,
+    stream::{DEAD_LETTERS, USER_SAGA, USER_VALIDATE},
+    subject,
+};
+use testkit::NatsServer;
+use uuid::Uuid;
+
+/// The user id the test's handler refuses, as a handler refuses a message it can never handle.
+const POISON: i32 = -1;
+
+#[tokio::test]
+async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and_dead_letters_only_the_poison()
+ {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    kit::jetstream::ensure_stream(&js, &USER_SAGA)
+        .await
+        .expect("stream");
+    let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE)
+        .await
+        .expect("consumer");
+
+    // Stored before the worker starts: its first pull finds them all waiting.
+    let (a, b, c, poison) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let validate = |order_id, user_id| serde_json::to_vec(&ValidateUser { order_id, user_id });
+    let messages = [
+        validate(a, 1),
+        validate(b, 2),
+        validate(a, 1), // a's command again, as a redelivery would bring it
+        validate(poison, POISON),
+        Ok(b"not json".to_vec()),
+        validate(c, 3),
+    ];
+    for payload in messages {
+        let message = PublishMessage::build()
+            .payload(payload.expect("json").into())
+            .message_id(Uuid::new_v4().to_string());
+        let ack = js
+            .send_publish(subject::USER_VALIDATE.to_owned(), message)
+            .await;
+        ack.expect("publish").await.expect("stored");
+    }
+
+    let calls: Arc<Mutex<Vec<Vec<i32>>>> = Arc::default();
+    let handled: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let (seen, done) = (calls.clone(), handled.clone());
+    let metrics = kit::metrics::Metrics::new(|_| {});
+    let worker = Worker::spawn(
+        &js,
+        consumer,
+        &metrics,
+        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
+            let users: Vec<i32> = batch.iter().map(|d| d.payload.user_id).collect();
+            seen.lock().expect("calls").push(users.clone());
+            let done = done.clone();
+            async move {
+                if users.contains(&POISON) {
+                    return Err(HandlerError::bad_request("this user id is refused"));
+                }
+                done.lock()
+                    .expect("handled")
+                    .extend(batch.iter().map(|d| d.payload.order_id));
+                Ok(())
+            }
+        },
+    );
+
+    let stream = js.get_stream(USER_SAGA.name).await.expect("USER_SAGA");
+    testkit::eventually("every message acknowledged or given up on", || {
+        let stream = stream.clone();
+        async move {
+            let info = stream.consumer_info(USER_VALIDATE.name).await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+    worker.stop(Duration::from_secs(5)).await;
+
+    let calls = calls.lock().expect("calls").clone();
+    assert_eq!(
+        calls[0],
+        [1, 2, 1, POISON, 3],
+        "the first batch holds every message that decodes: {calls:?}"
+    );
+    assert!(
+        calls.contains(&vec![POISON]),
+        "the poison ends alone: {calls:?}"
+    );
+    let mut handled = handled.lock().expect("handled").clone();
+    handled.sort();
+    handled.dedup();
+    let mut good = vec![a, b, c];
+    good.sort();
+    assert_eq!(handled, good, "every good message is handled");
+
+    let mut letters = js
+        .get_stream(DEAD_LETTERS.name)
+        .await
+        .expect("DEAD_LETTERS");
+    assert_eq!(letters.info().await.expect("info").state.messages, 2);
+    let dead = letters
+        .create_consumer(jetstream::consumer::pull::Config::default())
+        .await
+        .expect("reader");
+    let mut read = dead.messages().await.expect("messages").take(2);
+    let mut payloads = Vec::new();
+    while let Some(letter) = read.next().await {
+        let letter = letter.expect("letter");
+        assert_eq!(letter.subject.as_str(), "dead.user.cmd.validate");
+        payloads.push(String::from_utf8_lossy(&letter.payload).into_owned());
+    }
+    payloads.sort();
+    assert_eq!(payloads[0], "not json");
+    assert!(payloads[1].contains(&poison.to_string()), "{payloads:?}");
+}
