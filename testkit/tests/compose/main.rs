@@ -12,9 +12,13 @@ const SERVICES: [&str; 3] = ["user", "product", "order"];
 
 /// Variables a service runs without on purpose. compose.yml still lists each, with an empty
 /// default (`${NAME:-}`), so that an operator sees it and can set it.
-const OPTIONAL: [(&str, &str); 2] = [
+const OPTIONAL: [(&str, &str); 3] = [
     ("ADMIN_TOKEN", "unset turns POST /admin/* off"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "unset exports no spans"),
+    (
+        "DB_POOL_MAX",
+        "unset sizes the pool to the container's cores",
+    ),
 ];
 
 /// Variables the services' code reads that are no deployment's business.
