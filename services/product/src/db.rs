@@ -261,7 +261,7 @@ pub async fn write_batch(
     sqlx::query_scalar(
         "with released as (
              update reservations set state = 'released', updated_at = now()
-             where order_id = any($6) and state = 'reserved'
+             where order_id = any($6) and state = $9
          ),
          stocked as (
              update products p set quantity = s.units
@@ -280,6 +280,9 @@ pub async fn write_batch(
     .bind(released)
     .bind(&products)
     .bind(&units)
+    // A parameter, not a literal: `state = 'reserved'` would let the planner prefer the index
+    // of held reservations and scan every one of them, which grows with every confirmed order.
+    .bind(Recorded::Reserved.state())
     .fetch_all(db)
     .await
 }
