@@ -32,7 +32,8 @@ orders_in_history() {
     fi
 }
 
-# Resident memory in MiB of the processes whose pid files ./stack keeps, and PostgreSQL's in all.
+# Memory in MiB of the processes whose pid files ./stack keeps (resident), and of PostgreSQL's
+# processes together (proportional: their shared buffers counted once).
 memory() {
     local file name pid postmaster kb
     for file in "$STACK_DIR"/run/*.pid; do
@@ -44,16 +45,16 @@ memory() {
     postmaster=$(head -n 1 "$STACK_DIR/pg/data/postmaster.pid" 2>/dev/null || true)
     kb=0
     for pid in $postmaster $(pgrep -P "$postmaster" 2>/dev/null || true); do
-        kb=$((kb + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+        kb=$((kb + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
     done
-    printf 'postgres (all) %d MiB' $((kb / 1024))
+    printf 'postgres %d MiB' $((kb / 1024))
 }
 
 jetstream() {
     curl -s "http://127.0.0.1:$MONITOR/jsz" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-print(f"JetStream {d.get(\"messages\", 0)} messages, {d.get(\"bytes\", 0) / 2**20:.0f} MiB stored")'
+print("JetStream %d messages, %.0f MiB stored" % (d.get("messages", 0), d.get("bytes", 0) / 2**20))'
 }
 
 printf 'minute | orders/s | p99 | non-2xx | orders in history | memory | JetStream\n'
