@@ -132,3 +132,82 @@ async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and
     assert_eq!(payloads[0], "not json");
     assert!(payloads[1].contains(&poison.to_string()), "{payloads:?}");
 }
+
+#[tokio::test]
+async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_their_first_delivery()
+{
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    kit::jetstream::ensure_stream(&js, &USER_SAGA)
+        .await
+        .expect("stream");
+    let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE)
+        .await
+        .expect("consumer");
+    let publish = |user_id: i32| {
+        let js = js.clone();
+        async move {
+            let payload = serde_json::to_vec(&ValidateUser {
+                order_id: Uuid::now_v7(),
+                user_id,
+            })
+            .expect("json");
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(Uuid::new_v4().to_string());
+            let ack = js
+                .send_publish(subject::USER_VALIDATE.to_owned(), message)
+                .await;
+            ack.expect("publish").await.expect("stored");
+        }
+    };
+
+    // The first message's batch takes longer than its pull waits (1 s) and then some; the
+    // others arrive meanwhile, delivered by the server to that same pull.
+    let deliveries: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
+    let seen = deliveries.clone();
+    let metrics = kit::metrics::Metrics::new(|_| {});
+    let worker = Worker::spawn(
+        &js,
+        consumer,
+        &metrics,
+        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
+            let slow = batch.iter().any(|d| d.payload.user_id == 0);
+            seen.lock()
+                .expect("deliveries")
+                .extend(batch.iter().map(|d| (d.payload.user_id, d.attempt)));
+            async move {
+                if slow {
+                    tokio::time::sleep(Duration::from_millis(2_500)).await;
+                }
+                Ok(())
+            }
+        },
+    );
+    publish(0).await;
+    testkit::eventually("the slow batch starts", || {
+        let started = !deliveries.lock().expect("deliveries").is_empty();
+        async move { started.then_some(()) }
+    })
+    .await;
+    for user_id in 1..=10 {
+        publish(user_id).await;
+    }
+
+    // Well inside the consumer's ack_wait (10 s): nothing waits for a redelivery.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    worker.stop(Duration::from_secs(5)).await;
+    let deliveries = deliveries.lock().expect("deliveries").clone();
+    let mut users: Vec<i32> = deliveries.iter().map(|(user, _)| *user).collect();
+    users.sort_unstable();
+    assert_eq!(
+        users,
+        (0..=10).collect::<Vec<_>>(),
+        "each message delivered once: {deliveries:?}"
+    );
+    assert!(
+        deliveries.iter().all(|(_, attempt)| *attempt == 1),
+        "{deliveries:?}"
+    );
+}

@@ -155,13 +155,17 @@ async fn pull_loop<T, F, Fut>(
         };
         // The server ends a pull at its expiry. A pull the server never saw end (it restarted
         // meanwhile) would keep this loop waiting 5 s more (async-nats' own margin), and the
-        // consumer idle: give up on it a moment after its expiry instead. Whatever has arrived
-        // is handled in batches as it comes: one message under light load, many under heavy.
-        let ready = pulled
-            .take_until(tokio::time::sleep(PULL_EXPIRES + PULL_MARGIN))
-            .ready_chunks(BATCH);
-        let mut ready = std::pin::pin!(ready);
-        while let Some(messages) = ready.next().await {
+        // consumer idle: stop waiting a moment after its expiry instead. Past that moment, what
+        // has already arrived is still taken (a slow batch may outlast the pull): a message
+        // dropped here would wait out its ack_wait. Whatever has arrived is handled in batches
+        // as it comes: one message under light load, many under heavy.
+        let give_up = tokio::time::Instant::now() + PULL_EXPIRES + PULL_MARGIN;
+        let mut ready = std::pin::pin!(pulled.ready_chunks(BATCH));
+        // `timeout_at` polls the stream before its deadline, and unconstrained by tokio's
+        // cooperative budget the stream is pending only when nothing has arrived.
+        while let Ok(Some(messages)) =
+            tokio::time::timeout_at(give_up, tokio::task::unconstrained(ready.next())).await
+        {
             let mut batch = Vec::with_capacity(messages.len());
             for message in messages {
                 match message {
