@@ -139,7 +139,9 @@ pub enum Workload {
         /// that the last orders of such a run find none left.
         #[arg(long, default_value_t = 25_000)]
         stock: i32,
-        /// What to kill: user, product, order (a random replica), nats, postgres, nginx.
+        /// What to kill: user, product, order (a random replica), nats (on several hosts, a
+        /// random node), postgres, nginx; on several hosts also host (a whole host), wipe (a
+        /// host and its JetStream store) and leader (the node leading ORDER_SAGA).
         #[arg(
             long,
             value_delimiter = ',',

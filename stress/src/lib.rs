@@ -136,10 +136,20 @@ fn chaos_plan(global: &Global, workload: &Workload) -> anyhow::Result<(chaos::St
         .filter(|name| !name.is_empty())
         .map(|name| {
             chaos::Kind::parse(name).ok_or_else(|| {
-                anyhow::anyhow!("--kill {name}? user, product, order, nats, postgres or nginx")
+                anyhow::anyhow!(
+                    "--kill {name}? user, product, order, nats, postgres, nginx, or on several hosts host, wipe, leader"
+                )
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let stack = chaos::Stack::new(stack, Vec::new())?;
+    if let Some(kind) = kinds.iter().find(|kind| kind.needs_hosts()) {
+        anyhow::ensure!(
+            stack.hosts > 1,
+            "--kill {}: only on a stack of several hosts (STACK_HOSTS=3)",
+            kind.name()
+        );
+    }
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -158,7 +168,7 @@ fn chaos_plan(global: &Global, workload: &Workload) -> anyhow::Result<(chaos::St
         down: (std::time::Duration::from_millis(100), *down),
         settle: *settle,
     };
-    Ok((chaos::Stack::new(stack, Vec::new())?, plan))
+    Ok((stack, plan))
 }
 
 /// Where requests go, the admin token, and whether to show progress.

@@ -29,7 +29,7 @@ impl TestApp {
         kit::telemetry::init_for_tests();
         let mut common = Common::from_env(0, database_url).expect("default configuration");
         common.database_url = database_url.to_owned();
-        common.nats_url = nats_url.to_owned();
+        common.nats_servers = nats_url.parse().expect("a NATS URL");
         common.nats_credentials = None;
         // Tests that want admin commands set the token in `run`.
         common.admin_token = None;

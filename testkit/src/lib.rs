@@ -13,6 +13,7 @@ pub mod stack;
 
 pub use nats::NatsServer;
 pub use postgres::Postgres;
+pub use process::Guarded;
 
 /// Ports this process has handed out: tests run in parallel, and each server must get a port
 /// no other test was given.

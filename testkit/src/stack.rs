@@ -28,6 +28,8 @@ pub struct Stack {
     nginx_port: u16,
     nats_port: u16,
     service_ports: Vec<(String, u16)>,
+    /// `STACK_HOSTS`: on several, host N lies on 127.0.0.(N+1).
+    hosts: u16,
 }
 
 impl Stack {
@@ -97,6 +99,10 @@ impl Stack {
             ),
             ("STACK_NATS_PORT".to_owned(), nats_port.to_string()),
             (
+                "STACK_NATS_CLUSTER_PORT".to_owned(),
+                ports.one().to_string(),
+            ),
+            (
                 "STACK_NATS_MONITOR_PORT".to_owned(),
                 ports.one().to_string(),
             ),
@@ -115,6 +121,10 @@ impl Stack {
                 port.to_string(),
             ));
         }
+        let hosts = env
+            .iter()
+            .find(|(name, _)| name == "STACK_HOSTS")
+            .map_or(1, |(_, hosts)| hosts.parse().expect("STACK_HOSTS"));
         let stack = Self {
             dir,
             checkout,
@@ -123,6 +133,7 @@ impl Stack {
             nginx_port,
             nats_port,
             service_ports,
+            hosts,
         };
         stack.run("up");
         stack
@@ -149,7 +160,8 @@ impl Stack {
             // What the script printed names the replica that failed, with its log; the broker's
             // own log is often the rest of the story.
             let nats =
-                std::fs::read_to_string(self.dir().join("logs/nats.log")).unwrap_or_default();
+                std::fs::read_to_string(self.dir().join(format!("logs/{}.log", self.nats_log())))
+                    .unwrap_or_default();
             let tail: Vec<&str> = nats.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             panic!(
@@ -182,9 +194,31 @@ impl Stack {
         format!("http://127.0.0.1:{port}/nginx_status")
     }
 
-    /// The NATS URL.
+    /// The NATS URL (on several hosts, the first node's).
     pub fn nats_url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.nats_port)
+        format!("nats://{}:{}", self.host(1), self.nats_port)
+    }
+
+    /// Every NATS node's URL, comma-separated, as `NATS_URL` lists a cluster.
+    pub fn nats_urls(&self) -> String {
+        (1..=self.hosts)
+            .map(|n| format!("nats://{}:{}", self.host(n), self.nats_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Host `n`'s address: 127.0.0.1 on one host, 127.0.0.(n+1) on several.
+    pub fn host(&self, n: u16) -> String {
+        if self.hosts > 1 {
+            format!("127.0.0.{}", n + 1)
+        } else {
+            "127.0.0.1".to_owned()
+        }
+    }
+
+    /// The name of the (first) NATS node's log.
+    fn nats_log(&self) -> &'static str {
+        if self.hosts > 1 { "nats-1" } else { "nats" }
     }
 
     /// A NATS client logged in as `admin`, the operators' user with no limits.
@@ -216,14 +250,22 @@ impl Stack {
         } else {
             database.to_owned()
         };
-        let port = self
+        let port: u16 = self
             .env
             .iter()
             .find(|(name, _)| name == "STACK_PG_PORT")
-            .map(|(_, port)| port.clone())
+            .map(|(_, port)| port.parse().expect("a port"))
             .expect("the stack's PostgreSQL port");
         let password = self.secret(&format!("{role}_db_password"));
-        format!("postgres://{role}_svc:{password}@127.0.0.1:{port}/{database}")
+        // On several hosts, each service's database has a server of its own on the database
+        // host (after the hosts), at the port after the previous service's.
+        let address = match SERVICES.iter().position(|s| format!("{s}_db") == database) {
+            Some(index) if self.hosts > 1 => {
+                format!("{}:{}", self.host(self.hosts + 1), port + index as u16)
+            }
+            _ => format!("127.0.0.1:{port}"),
+        };
+        format!("postgres://{role}_svc:{password}@{address}/{database}")
     }
 
     /// A secret `./stack` generated (`.stack/secrets/<name>`).
@@ -241,7 +283,7 @@ impl Stack {
             .iter()
             .find(|(s, _)| s == service)
             .expect("known service");
-        format!("127.0.0.1:{}", base + replica - 1)
+        format!("{}:{}", self.host(replica), base + replica - 1)
     }
 
     /// The `STACK_*` settings (and any other environment) this stack's script runs with.
@@ -258,7 +300,7 @@ impl Stack {
     pub async fn readiness(&self) -> Vec<(String, u16, serde_json::Value)> {
         let mut all = Vec::new();
         for (service, _) in &self.service_ports {
-            for replica in 1..=2 {
+            for replica in 1..=self.hosts.max(2) {
                 let http =
                     crate::http::Client::new(format!("http://{}", self.replica(service, replica)));
                 let reply = http.get("/ready").await;

@@ -19,10 +19,14 @@ pub struct Common {
     pub db_acquire_timeout: Duration,
     /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` for every connection.
     pub db_statement_timeout: Duration,
-    /// `NATS_URL`: the NATS server.
-    pub nats_url: String,
+    /// `NATS_URL`: the NATS server, or a cluster's servers separated by commas: the connection
+    /// picks one and moves to another by itself when it goes.
+    pub nats_servers: NatsServers,
     /// `NATS_USER` and `NATS_PASSWORD`: this service's NATS credentials, if the server asks for them.
     pub nats_credentials: Option<(String, String)>,
+    /// `STREAM_REPLICAS`: how many copies of each JetStream stream a NATS cluster keeps, when
+    /// this service is the one that creates it (1 on one server; 3 on a cluster of three).
+    pub stream_replicas: usize,
     /// `NATS_REQUEST_TIMEOUT_MS`: how long the HTTP layer waits for a command's reply in all.
     pub nats_request_timeout: Duration,
     /// `NATS_RETRY_AFTER_MS`: when a command's reply has not come by then, it is sent once more
@@ -56,8 +60,9 @@ impl Common {
             db_pool_max: var("DB_POOL_MAX", default_pool())?,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
             db_statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
-            nats_url: var("NATS_URL", "nats://127.0.0.1:4222".to_owned())?,
+            nats_servers: var("NATS_URL", NatsServers::local())?,
             nats_credentials,
+            stream_replicas: var("STREAM_REPLICAS", 1)?,
             nats_request_timeout: millis("NATS_REQUEST_TIMEOUT_MS", 5_000)?,
             nats_retry_after: millis("NATS_RETRY_AFTER_MS", 1_000)?,
             body_limit: var("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
@@ -66,6 +71,38 @@ impl Common {
             shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
             admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         })
+    }
+}
+
+/// One NATS server or several (the nodes of a cluster), as `NATS_URL` lists them:
+/// `nats://10.0.0.1:4222,nats://10.0.0.2:4222`.
+#[derive(Debug, Clone)]
+pub struct NatsServers(pub Vec<async_nats::ServerAddr>);
+
+impl NatsServers {
+    /// `nats://127.0.0.1:4222`, the default.
+    fn local() -> Self {
+        "nats://127.0.0.1:4222".parse().expect("a valid NATS URL")
+    }
+}
+
+impl FromStr for NatsServers {
+    type Err = std::io::Error;
+
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        let servers = list
+            .split(',')
+            .map(str::trim)
+            .filter(|server| !server.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if servers.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no NATS server in the list",
+            ));
+        }
+        Ok(Self(servers))
     }
 }
 
@@ -113,6 +150,29 @@ mod tests {
         assert_eq!(parse::<u32>("N", None, 7).unwrap(), 7);
         assert_eq!(parse::<u32>("N", Some("  "), 7).unwrap(), 7);
         assert_eq!(parse::<u32>("N", Some(" 12 "), 7).unwrap(), 12);
+    }
+
+    #[test]
+    fn nats_url_lists_one_server_or_a_clusters_several() {
+        let one: NatsServers = parse(
+            "NATS_URL",
+            Some("nats://10.0.0.1:4222"),
+            NatsServers::local(),
+        )
+        .unwrap();
+        assert_eq!(one.0.len(), 1);
+        let three: NatsServers = parse(
+            "NATS_URL",
+            Some("nats://127.0.0.2:4222, nats://127.0.0.3:4222,nats://127.0.0.4:4222"),
+            NatsServers::local(),
+        )
+        .unwrap();
+        let hosts: Vec<_> = three.0.iter().map(async_nats::ServerAddr::host).collect();
+        assert_eq!(hosts, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+        assert!(parse::<NatsServers>("NATS_URL", Some(","), NatsServers::local()).is_err());
+        assert!(
+            parse::<NatsServers>("NATS_URL", Some("nats://a:b:c"), NatsServers::local()).is_err()
+        );
     }
 
     #[test]

@@ -27,10 +27,10 @@ async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = jetstream::new(client.clone());
-    kit::jetstream::ensure_stream(&js, &USER_SAGA)
+    kit::jetstream::ensure_stream(&js, &USER_SAGA, 1)
         .await
         .expect("stream");
-    let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE)
+    let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE, 1)
         .await
         .expect("consumer");
 
@@ -139,10 +139,10 @@ async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_the
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = jetstream::new(client.clone());
-    kit::jetstream::ensure_stream(&js, &USER_SAGA)
+    kit::jetstream::ensure_stream(&js, &USER_SAGA, 1)
         .await
         .expect("stream");
-    let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE)
+    let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE, 1)
         .await
         .expect("consumer");
     let publish = |user_id: i32| {

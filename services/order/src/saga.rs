@@ -20,12 +20,14 @@ use uuid::Uuid;
 use crate::{AppState, Error, db};
 
 /// Creates the order streams and starts the three saga workers.
-pub async fn start(state: AppState) -> anyhow::Result<Vec<Worker>> {
-    kit::jetstream::ensure_stream(&state.js, &stream::ORDER_SAGA).await?;
-    kit::jetstream::ensure_stream(&state.js, &stream::ORDER_EVENTS).await?;
-    let place_consumer = kit::jetstream::consumer(&state.js, &stream::ORDER_PLACE).await?;
-    let users = kit::jetstream::consumer(&state.js, &stream::ORDER_USER_VERDICTS).await?;
-    let stock = kit::jetstream::consumer(&state.js, &stream::ORDER_STOCK_VERDICTS).await?;
+/// Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
+pub async fn start(state: AppState, replicas: usize) -> anyhow::Result<Vec<Worker>> {
+    let js = &state.js;
+    kit::jetstream::ensure_stream(js, &stream::ORDER_SAGA, replicas).await?;
+    kit::jetstream::ensure_stream(js, &stream::ORDER_EVENTS, replicas).await?;
+    let place_consumer = kit::jetstream::consumer(js, &stream::ORDER_PLACE, replicas).await?;
+    let users = kit::jetstream::consumer(js, &stream::ORDER_USER_VERDICTS, replicas).await?;
+    let stock = kit::jetstream::consumer(js, &stream::ORDER_STOCK_VERDICTS, replicas).await?;
     let (js, metrics) = (state.js.clone(), state.metrics.clone());
     let (s1, s2, s3) = (state.clone(), state.clone(), state);
     Ok(vec![

@@ -14,9 +14,10 @@ use uuid::Uuid;
 use crate::{AppState, Error, db, stock};
 
 /// Starts the `product-stock` saga worker: reserves and releases stock for orders.
-pub async fn start(state: AppState) -> anyhow::Result<Worker> {
-    kit::jetstream::ensure_stream(&state.js, &stream::PRODUCT_SAGA).await?;
-    let consumer = kit::jetstream::consumer(&state.js, &stream::PRODUCT_STOCK).await?;
+/// Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
+pub async fn start(state: AppState, replicas: usize) -> anyhow::Result<Worker> {
+    kit::jetstream::ensure_stream(&state.js, &stream::PRODUCT_SAGA, replicas).await?;
+    let consumer = kit::jetstream::consumer(&state.js, &stream::PRODUCT_STOCK, replicas).await?;
     let js = state.js.clone();
     Ok(Worker::spawn(
         &js,

@@ -224,9 +224,10 @@ async fn get(state: AppState, query: GetUser) -> Result<UserReply, HandlerError>
 }
 
 /// Starts the `user-validate` saga worker: tells the order saga whether a buyer exists.
-pub async fn start_saga(state: AppState) -> anyhow::Result<Worker> {
-    kit::jetstream::ensure_stream(&state.js, &stream::USER_SAGA).await?;
-    let consumer = kit::jetstream::consumer(&state.js, &stream::USER_VALIDATE).await?;
+/// Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
+pub async fn start_saga(state: AppState, replicas: usize) -> anyhow::Result<Worker> {
+    kit::jetstream::ensure_stream(&state.js, &stream::USER_SAGA, replicas).await?;
+    let consumer = kit::jetstream::consumer(&state.js, &stream::USER_VALIDATE, replicas).await?;
     let js = state.js.clone();
     Ok(Worker::spawn(
         &js,

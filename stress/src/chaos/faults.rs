@@ -26,17 +26,26 @@ pub enum Kind {
     Postgres,
     /// Nginx.
     Nginx,
+    /// On several hosts: a whole host at once, its NATS node and its replica of each service.
+    Host,
+    /// On several hosts: a whole host, and its JetStream store deleted (a lost disk).
+    Wipe,
+    /// On several hosts: the NATS node that leads the `ORDER_SAGA` stream, on purpose.
+    Leader,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::User,
         Kind::Product,
         Kind::Order,
         Kind::Nats,
         Kind::Postgres,
         Kind::Nginx,
+        Kind::Host,
+        Kind::Wipe,
+        Kind::Leader,
     ];
 
     /// The name `./stack kill` knows it by (a service without its replica number).
@@ -48,6 +57,9 @@ impl Kind {
             Kind::Nats => "nats",
             Kind::Postgres => "postgres",
             Kind::Nginx => "nginx",
+            Kind::Host => "host",
+            Kind::Wipe => "wipe",
+            Kind::Leader => "leader",
         }
     }
 
@@ -56,8 +68,9 @@ impl Kind {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    fn is_service(self) -> bool {
-        matches!(self, Kind::User | Kind::Product | Kind::Order)
+    /// Whether it needs a stack of several hosts.
+    pub fn needs_hosts(self) -> bool {
+        matches!(self, Kind::Host | Kind::Wipe | Kind::Leader)
     }
 }
 
@@ -95,14 +108,23 @@ pub async fn inject(stack: &Stack, plan: &Plan) -> anyhow::Result<Vec<Kill>> {
             }
         }
         let Some(kind) = round.pop() else { continue };
-        let target = if kind.is_service() {
-            let replica = rng.draw() % u64::from(stack.replicas.max(1)) + 1;
-            format!("{}-{replica}", kind.name())
-        } else {
-            kind.name().to_owned()
+        let replica = rng.draw() % u64::from(stack.replicas.max(1)) + 1;
+        let node = rng.draw() % u64::from(stack.hosts.max(1)) + 1;
+        let (command, target) = match kind {
+            Kind::User | Kind::Product | Kind::Order => {
+                ("kill", format!("{}-{replica}", kind.name()))
+            }
+            Kind::Nats if stack.hosts > 1 => ("kill", format!("nats-{node}")),
+            Kind::Host => ("kill", format!("host-{node}")),
+            Kind::Wipe => ("wipe", format!("host-{node}")),
+            Kind::Leader => (
+                "kill",
+                super::verify::stream_leader(stack, "ORDER_SAGA").await?,
+            ),
+            Kind::Nats | Kind::Postgres | Kind::Nginx => ("kill", kind.name().to_owned()),
         };
         let at = started.elapsed();
-        stack.run(&["kill", &target]).await?;
+        stack.run(&[command, &target]).await?;
         tokio::time::sleep(rng.between(plan.down)).await;
         stack.run(&["up"]).await?;
         kills.push(Kill {

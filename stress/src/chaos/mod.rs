@@ -58,8 +58,10 @@ pub struct Stack {
     pub pg_port: u16,
     /// nats-server's monitoring port (`STACK_NATS_MONITOR_PORT`).
     pub nats_monitor_port: u16,
-    /// Replicas per service (`STACK_REPLICAS`).
+    /// Replicas per service (`STACK_REPLICAS`; on several hosts, one a host).
     pub replicas: u16,
+    /// Hosts (`STACK_HOSTS`): on several, each runs a NATS node and a replica of each service.
+    pub hosts: u16,
 }
 
 impl Stack {
@@ -84,7 +86,11 @@ impl Stack {
             dir: setting("STACK_DIR").map_or_else(|| root.join(".stack"), PathBuf::from),
             pg_port: number("STACK_PG_PORT", 5433)?,
             nats_monitor_port: number("STACK_NATS_MONITOR_PORT", 8222)?,
-            replicas: number("STACK_REPLICAS", 2)?,
+            replicas: match number("STACK_HOSTS", 1)? {
+                1 => number("STACK_REPLICAS", 2)?,
+                hosts => hosts,
+            },
+            hosts: number("STACK_HOSTS", 1)?,
             script: script.to_owned(),
             env,
         })
@@ -115,13 +121,47 @@ impl Stack {
             .to_owned())
     }
 
-    /// The URL of `service`'s database, as its own role.
+    /// The URL of `service`'s database, as its own role: where `./stack` puts it (`pg_servers`),
+    /// one server for all on one host, one server per service on the database host after the
+    /// hosts.
     fn database_url(&self, service: &str) -> anyhow::Result<String> {
         let password = self.secret(&format!("{service}_db_password"))?;
+        let address = if self.hosts > 1 {
+            let index = ["user", "product", "order"]
+                .iter()
+                .position(|s| *s == service)
+                .ok_or_else(|| anyhow::anyhow!("no service {service}"))?;
+            format!(
+                "{}:{}",
+                self.host_addr(self.hosts + 1),
+                self.pg_port + u16::try_from(index)?
+            )
+        } else {
+            format!("127.0.0.1:{}", self.pg_port)
+        };
         Ok(format!(
-            "postgres://{service}_svc:{password}@127.0.0.1:{}/{service}_db",
-            self.pg_port
+            "postgres://{service}_svc:{password}@{address}/{service}_db"
         ))
+    }
+
+    /// Host `n`'s address: 127.0.0.1 on one host, 127.0.0.(n+1) on several.
+    fn host_addr(&self, n: u16) -> String {
+        if self.hosts > 1 {
+            format!("127.0.0.{}", n + 1)
+        } else {
+            "127.0.0.1".to_owned()
+        }
+    }
+
+    /// Every NATS node's log, as `./stack` names them.
+    fn nats_logs(&self) -> Vec<PathBuf> {
+        if self.hosts > 1 {
+            (1..=self.hosts)
+                .map(|n| self.dir.join(format!("logs/nats-{n}.log")))
+                .collect()
+        } else {
+            vec![self.dir.join("logs/nats.log")]
+        }
     }
 }
 
@@ -201,7 +241,11 @@ pub async fn run(ctx: &Ctx, stack: &Stack, plan: &Plan) -> anyhow::Result<Report
     crate::workload::fresh_start(ctx).await?;
     crate::workload::prepare(ctx, 1..plan.users + 1, 1..plan.products + 1, plan.stock).await?;
     let before = verify::Before {
-        nats_log: faults::LogMark::new(&stack.dir.join("logs/nats.log")),
+        nats_logs: stack
+            .nats_logs()
+            .iter()
+            .map(|log| faults::LogMark::new(log))
+            .collect(),
         dead_letters: verify::dead_letters(stack).await?,
     };
 

@@ -82,14 +82,18 @@ impl Snapshot {
     }
 }
 
-/// DEAD_LETTERS' message count, from nats-server's monitoring endpoint.
-pub async fn dead_letters(stack: &Stack) -> anyhow::Result<u64> {
-    let addr = format!("127.0.0.1:{}", stack.nats_monitor_port);
+/// Every stream as nats-server's monitoring endpoint describes it (`/jsz`), from the first
+/// node (on several hosts, every node holds a replica of every stream).
+async fn streams(stack: &Stack) -> anyhow::Result<Vec<serde_json::Value>> {
+    let addr = format!("{}:{}", stack.host_addr(1), stack.nats_monitor_port);
     let mut connection = Connection::open(&addr, Duration::from_secs(5))
         .await
         .map_err(|e| anyhow::anyhow!("nats-server monitoring at {addr}: {e:?}"))?;
     let (_, body) = connection
-        .send(&Request::get("/jsz?streams=true"), Duration::from_secs(5))
+        .send(
+            &Request::get("/jsz?accounts=true&streams=true"),
+            Duration::from_secs(5),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("GET /jsz: {e:?}"))?;
     let jsz: serde_json::Value = serde_json::from_slice(&body)?;
@@ -98,15 +102,34 @@ pub async fn dead_letters(stack: &Stack) -> anyhow::Result<u64> {
         .into_iter()
         .flatten()
         .flat_map(|account| account["stream_detail"].as_array().into_iter().flatten())
+        .cloned()
+        .collect())
+}
+
+/// DEAD_LETTERS' message count.
+pub async fn dead_letters(stack: &Stack) -> anyhow::Result<u64> {
+    Ok(streams(stack)
+        .await?
+        .iter()
         .filter(|stream| stream["name"] == "DEAD_LETTERS")
         .filter_map(|stream| stream["state"]["messages"].as_u64())
         .sum())
 }
 
+/// The NATS node (`nats-2`) that leads `stream`, on a stack of several hosts.
+pub async fn stream_leader(stack: &Stack, stream: &str) -> anyhow::Result<String> {
+    streams(stack)
+        .await?
+        .iter()
+        .find(|s| s["name"] == stream)
+        .and_then(|s| s["cluster"]["leader"].as_str().map(str::to_owned))
+        .ok_or_else(|| anyhow::anyhow!("{stream} has no leader (is the stack on several hosts?)"))
+}
+
 /// What the run left behind before the checks: where the logs and counters stood.
 pub struct Before {
-    /// nats-server's log at the start.
-    pub nats_log: LogMark,
+    /// Every NATS node's log at the start.
+    pub nats_logs: Vec<LogMark>,
     /// DEAD_LETTERS' count at the start.
     pub dead_letters: u64,
 }
@@ -347,7 +370,11 @@ async fn quiet_broker(stack: &Stack, before: &Before) -> anyhow::Result<Check> {
     let dead = dead_letters(stack)
         .await?
         .saturating_sub(before.dead_letters);
-    let violations = before.nats_log.lines_since("Violation");
+    let violations: Vec<String> = before
+        .nats_logs
+        .iter()
+        .flat_map(|log| log.lines_since("Violation"))
+        .collect();
     Ok(check(
         "nothing dead-lettered, no NATS permission refused",
         dead == 0 && violations.is_empty(),

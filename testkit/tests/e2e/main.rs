@@ -2,6 +2,7 @@
 
 mod degradation;
 mod hostile;
+mod hosts;
 mod lifecycle;
 mod metrics;
 mod nats_services;

@@ -16,14 +16,28 @@ const STREAM_PATIENCE: Duration = Duration::from_secs(60);
 /// services may create their streams but not change them (nats/permissions.conf), so that a
 /// compromised one cannot widen its stream to capture subjects that are not its own. When the
 /// stream on the server has other subjects than the file, an operator applies the file.
-pub async fn ensure_stream(js: &Context, def: &StreamDef) -> anyhow::Result<()> {
-    let config: jetstream::stream::Config = serde_json::from_str(def.json)
+///
+/// On a NATS cluster the stream is created with `replicas` copies (`STREAM_REPLICAS`), each on
+/// another node; its consumers take as many. An existing stream keeps the copies it has.
+pub async fn ensure_stream(js: &Context, def: &StreamDef, replicas: usize) -> anyhow::Result<()> {
+    let mut config: jetstream::stream::Config = serde_json::from_str(def.json)
         .with_context(|| format!("stream definition {}", def.name))?;
+    config.num_replicas = replicas.max(1);
     let started = tokio::time::Instant::now();
     loop {
         match js.get_or_create_stream(config.clone()).await {
             Ok(stream) => {
-                if stream.cached_info().config.subjects != config.subjects {
+                let existing = &stream.cached_info().config;
+                if existing.num_replicas != config.num_replicas {
+                    tracing::warn!(
+                        stream = def.name,
+                        replicas = existing.num_replicas,
+                        wanted = config.num_replicas,
+                        "the stream keeps another number of replicas than STREAM_REPLICAS; change it with `nats stream edit {} --replicas N`",
+                        def.name
+                    );
+                }
+                if existing.subjects != config.subjects {
                     tracing::warn!(
                         stream = def.name,
                         "the stream's subjects differ from nats/streams/{0}.json; apply it with `nats stream edit {0} --config nats/streams/{0}.json`",
@@ -42,9 +56,14 @@ pub async fn ensure_stream(js: &Context, def: &StreamDef) -> anyhow::Result<()> 
 }
 
 /// Creates (or updates) the durable consumer `def` and returns it. Its stream may belong to
-/// another service that is still starting, so this waits for the stream to appear.
-pub async fn consumer(js: &Context, def: &ConsumerDef) -> anyhow::Result<PullConsumer> {
-    ensure_stream(js, &shared::stream::DEAD_LETTERS).await?;
+/// another service that is still starting, so this waits for the stream to appear. Its own
+/// failures go to `DEAD_LETTERS`, created here with `replicas` copies if missing.
+pub async fn consumer(
+    js: &Context,
+    def: &ConsumerDef,
+    replicas: usize,
+) -> anyhow::Result<PullConsumer> {
+    ensure_stream(js, &shared::stream::DEAD_LETTERS, replicas).await?;
     let config: pull::Config = serde_json::from_str(def.json)
         .with_context(|| format!("consumer definition {}", def.name))?;
     let started = tokio::time::Instant::now();

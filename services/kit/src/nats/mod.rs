@@ -33,7 +33,7 @@ pub async fn connect(config: &Common, name: &str) -> anyhow::Result<Client> {
     if let Some((user, password)) = &config.nats_credentials {
         options = options.user_and_password(user.clone(), password.clone());
     }
-    Ok(options.connect(&config.nats_url).await?)
+    Ok(options.connect(config.nats_servers.0.clone()).await?)
 }
 
 /// Returns once the server has processed everything this client sent before the call.

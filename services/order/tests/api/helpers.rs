@@ -183,10 +183,10 @@ impl Lone {
         let nats = NatsServer::start();
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let js = jetstream::new(client.clone());
-        kit::jetstream::ensure_stream(&js, &stream::USER_SAGA)
+        kit::jetstream::ensure_stream(&js, &stream::USER_SAGA, 1)
             .await
             .expect("USER_SAGA");
-        kit::jetstream::ensure_stream(&js, &stream::PRODUCT_SAGA)
+        kit::jetstream::ensure_stream(&js, &stream::PRODUCT_SAGA, 1)
             .await
             .expect("PRODUCT_SAGA");
         let database = Postgres::shared().database();
