@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the secrets compose.yml requires into .env at the repository's root, where
+# Writes the secrets compose.yml (and compose.cluster.yml) requires into .env at the repository's root, where
 # `docker compose` reads them: each `${NAME:?...}` of compose.yml. With --admin, also an
 # ADMIN_TOKEN, which turns on POST /admin/reset and /admin/shutdown (off by default: reset
 # deletes every record). A variable already in .env is kept, never replaced: PostgreSQL sets
@@ -11,7 +11,8 @@ env_file=$root/.env
 umask 077
 touch "$env_file"
 
-names=$(grep -v '^[[:space:]]*#' "$root/compose.yml" | grep -oE '\$\{[A-Z][A-Z0-9_]*:\?' |
+# compose.cluster.yml's too (the NATS cluster option): one .env serves both.
+names=$(cat "$root/compose.yml" "$root/compose.cluster.yml" | grep -v '^[[:space:]]*#' | grep -oE '\$\{[A-Z][A-Z0-9_]*:\?' |
     sed -E 's/^\$\{//; s/:\?$//' | sort -u)
 added=()
 case "${1:-}" in

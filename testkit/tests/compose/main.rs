@@ -3,6 +3,7 @@
 //! variables each service reads, the placeholders of the Nginx template and of nats-server.conf,
 //! the NATS users and database roles, replicas, healthchecks, ports, volumes, and the Dockerfile.
 
+mod cluster;
 mod model;
 mod repository;
 mod topology;

@@ -18,11 +18,16 @@ pub fn read(path: &str) -> String {
 
 /// compose.yml with its anchors and merge keys (`<<`) resolved, as JSON.
 pub fn compose() -> Value {
-    let mut yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read("compose.yml"))
-        .unwrap_or_else(|e| panic!("compose.yml is not YAML: {e}"));
+    compose_file("compose.yml")
+}
+
+/// A compose file of the repository with its anchors and merge keys (`<<`) resolved, as JSON.
+pub fn compose_file(path: &str) -> Value {
+    let mut yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read(path)).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"));
     yaml.apply_merge()
-        .unwrap_or_else(|e| panic!("compose.yml: a merge key (<<) cannot be applied: {e}"));
-    serde_yaml_ng::from_value(yaml).unwrap_or_else(|e| panic!("compose.yml as JSON: {e}"))
+        .unwrap_or_else(|e| panic!("{path}: a merge key (<<) cannot be applied: {e}"));
+    serde_yaml_ng::from_value(yaml).unwrap_or_else(|e| panic!("{path} as JSON: {e}"))
 }
 
 pub fn services(compose: &Value) -> Vec<(&String, &Value)> {

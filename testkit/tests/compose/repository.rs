@@ -77,7 +77,12 @@ pub fn braced_placeholders(template: &str) -> BTreeSet<String> {
 
 /// nats-server.conf and the files it includes, relative to nats/.
 pub fn nats_config_files() -> Vec<String> {
-    let mut files = vec!["nats-server.conf".to_owned()];
+    nats_config_files_from("nats-server.conf")
+}
+
+/// `start` (a file of nats/) and the files it includes, relative to nats/.
+pub fn nats_config_files_from(start: &str) -> Vec<String> {
+    let mut files = vec![start.to_owned()];
     let mut n = 0;
     while n < files.len() {
         for line in nats_code(&read(&format!("nats/{}", files[n]))).lines() {
@@ -90,10 +95,10 @@ pub fn nats_config_files() -> Vec<String> {
     files
 }
 
-/// The nats configuration, all its files, without comments and quoted strings (`"$JS.API..."` is a
-/// subject, not a variable: nats-server does not look inside quotes).
-fn nats_configuration() -> String {
-    let files = nats_config_files();
+/// The nats configuration that starts at `start`, all its files, without comments and quoted
+/// strings (`"$JS.API..."` is a subject, not a variable: nats-server does not look inside quotes).
+fn nats_configuration(start: &str) -> String {
+    let files = nats_config_files_from(start);
     files
         .iter()
         .map(|f| nats_code(&read(&format!("nats/{f}"))))
@@ -126,7 +131,12 @@ fn nats_code(text: &str) -> String {
 /// The `$NAME`s of the nats configuration that it does not define itself (`NAME: value` or
 /// `NAME = value`): nats-server takes those from the environment.
 pub fn nats_environment_variables() -> BTreeSet<String> {
-    let code = nats_configuration();
+    nats_environment_variables_of("nats-server.conf")
+}
+
+/// [`nats_environment_variables`] of the configuration that starts at `start` (a file of nats/).
+pub fn nats_environment_variables_of(start: &str) -> BTreeSet<String> {
+    let code = nats_configuration(start);
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let defined: BTreeSet<&str> = code
         .lines()
@@ -155,7 +165,7 @@ pub fn nats_user_passwords() -> BTreeMap<String, String> {
             Some(value.trim().to_owned())
         })
     };
-    nats_configuration()
+    nats_configuration("nats-server.conf")
         .split('{')
         .filter_map(|entry| {
             let password = field(entry, "password")?;
