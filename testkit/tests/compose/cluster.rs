@@ -111,7 +111,7 @@ fn three_nats_nodes_of_the_same_image_route_to_each_other_each_with_its_name_and
         names.insert(env.get("NATS_SERVER_NAME").cloned().unwrap_or_default());
     }
     for volume in ["nats-2-data", "nats-3-data"] {
-        if !cluster["volumes"].get(volume).is_some() {
+        if cluster["volumes"].get(volume).is_none() {
             problems.push(format!("volume {volume} is not declared"));
         }
     }
