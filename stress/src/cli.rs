@@ -148,6 +148,10 @@ pub enum Workload {
             default_value = "user,product,order,nats,postgres,nginx"
         )]
         kill: Vec<String>,
+        /// Kill in the order --kill names them, round after round, instead of an order the
+        /// seed shuffles each round.
+        #[arg(long)]
+        in_order: bool,
         /// Longest calm between a restart and the next kill (the shortest is a fifth of it).
         #[arg(long, value_parser = parse_duration, default_value = "4s")]
         calm: Duration,

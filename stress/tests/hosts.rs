@@ -26,7 +26,8 @@ async fn orders_survive_losing_hosts_their_disks_and_the_streams_leader_with_not
     let output = Command::new(env!("CARGO_BIN_EXE_stress"))
         .args(["--url", &stack.url(), "--json", "-c", "12", "-d", "35s"])
         .args(["chaos", "--seed", &seed, "--stock", "2000"])
-        .args(["--kill", "host,wipe,leader"])
+        // A host killed, then another wiped, then the leader's node killed, round after round.
+        .args(["--kill", "host,wipe,leader", "--in-order"])
         .args(["--calm", "3s", "--down", "1s", "--settle", "45s"])
         .arg("--stack")
         .arg(stack.script())
@@ -57,6 +58,17 @@ async fn orders_survive_losing_hosts_their_disks_and_the_streams_leader_with_not
         kinds,
         BTreeSet::from(["host", "leader", "wipe"]),
         "seed {seed}: a host killed, a host wiped, the leader's node killed: {kills:?}"
+    );
+    let first = |kind: &str| {
+        kills
+            .iter()
+            .find(|k| k["kind"] == kind)
+            .and_then(|k| k["target"].as_str())
+    };
+    assert_ne!(
+        first("host"),
+        first("wipe"),
+        "seed {seed}: the host wiped is another than the host killed: {kills:?}"
     );
     let clients = &report["clients"];
     assert!(

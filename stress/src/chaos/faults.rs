@@ -94,6 +94,7 @@ pub async fn inject(stack: &Stack, plan: &Plan) -> anyhow::Result<Vec<Kill>> {
     let started = Instant::now();
     let mut kills = Vec::new();
     let mut round: Vec<Kind> = Vec::new();
+    let mut last_host = None;
     loop {
         tokio::time::sleep(rng.between(plan.calm)).await;
         if started.elapsed() >= plan.duration || plan.kinds.is_empty() {
@@ -101,22 +102,35 @@ pub async fn inject(stack: &Stack, plan: &Plan) -> anyhow::Result<Vec<Kill>> {
         }
         if round.is_empty() {
             round = plan.kinds.clone();
-            // Fisher-Yates, seeded.
-            for i in (1..round.len()).rev() {
-                let j = usize::try_from(rng.draw() % (i as u64 + 1)).unwrap_or(0);
-                round.swap(i, j);
+            if plan.in_order {
+                // Popped from the end: reversed, it is the order given.
+                round.reverse();
+            } else {
+                // Fisher-Yates, seeded.
+                for i in (1..round.len()).rev() {
+                    let j = usize::try_from(rng.draw() % (i as u64 + 1)).unwrap_or(0);
+                    round.swap(i, j);
+                }
             }
         }
         let Some(kind) = round.pop() else { continue };
-        let replica = rng.draw() % u64::from(stack.replicas.max(1)) + 1;
-        let node = rng.draw() % u64::from(stack.hosts.max(1)) + 1;
+        let hosts = u64::from(stack.hosts.max(1));
         let (command, target) = match kind {
             Kind::User | Kind::Product | Kind::Order => {
+                let replica = rng.draw() % u64::from(stack.replicas.max(1)) + 1;
                 ("kill", format!("{}-{replica}", kind.name()))
             }
-            Kind::Nats if stack.hosts > 1 => ("kill", format!("nats-{node}")),
-            Kind::Host => ("kill", format!("host-{node}")),
-            Kind::Wipe => ("wipe", format!("host-{node}")),
+            Kind::Nats if hosts > 1 => ("kill", format!("nats-{}", rng.draw() % hosts + 1)),
+            Kind::Host | Kind::Wipe => {
+                // Another host than the last one a host fault took.
+                let mut node = rng.draw() % hosts + 1;
+                if Some(node) == last_host {
+                    node = node % hosts + 1;
+                }
+                last_host = Some(node);
+                let command = if kind == Kind::Host { "kill" } else { "wipe" };
+                (command, format!("host-{node}"))
+            }
             Kind::Leader => (
                 "kill",
                 super::verify::stream_leader(stack, "ORDER_SAGA").await?,

@@ -36,6 +36,8 @@ pub struct Plan {
     pub stock: i32,
     /// What may be killed.
     pub kinds: Vec<Kind>,
+    /// Kill the kinds in their order, round after round, instead of shuffled each round.
+    pub in_order: bool,
     /// Time between a restart and the next kill, drawn between these bounds.
     pub calm: (Duration, Duration),
     /// Time a killed component stays down before `./stack up`, drawn between these bounds.
