@@ -3,9 +3,8 @@
 //! that it runs alone: its kills and restarts would otherwise starve the stacks of the tests
 //! running beside it, on two cores, into timeouts that are not theirs.
 
-use std::process::Command;
+mod support;
 
-use serde_json::Value;
 use testkit::stack::Stack;
 
 #[tokio::test]
@@ -15,40 +14,7 @@ async fn orders_survive_kills_of_every_component_with_nothing_lost_or_oversold()
         ("ORDER_REDRIVE_AFTER_MS", "2000"),
         ("ORDER_REJECT_AFTER_MS", "15000"),
     ]);
-    let seed = std::env::var("CHAOS_SEED").unwrap_or_else(|_| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        (nanos % 1_000_000).to_string()
-    });
-
-    let output = Command::new(env!("CARGO_BIN_EXE_stress"))
-        .args(["--url", &stack.url(), "--json", "-c", "12", "-d", "35s"])
-        .args(["chaos", "--seed", &seed, "--stock", "2000"])
-        .args(["--calm", "3s", "--down", "1s", "--settle", "45s"])
-        .arg("--stack")
-        .arg(stack.script())
-        .envs(stack.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("running stress chaos");
-
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|_| {
-        panic!(
-            "seed {seed}: no report:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let failed: Vec<&Value> = report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .filter(|check| check["passed"] != true)
-        .collect();
-    assert!(
-        failed.is_empty() && output.status.success(),
-        "seed {seed}: {failed:#?}"
-    );
+    let (seed, report) = support::chaos(&stack, &[]);
     let killed: std::collections::BTreeSet<&str> = report["kills"]
         .as_array()
         .expect("kills")

@@ -18,21 +18,32 @@ use shared::{
 use testkit::NatsServer;
 use uuid::Uuid;
 
-/// The user id the test's handler refuses, as a handler refuses a message it can never handle.
-const POISON: i32 = -1;
-
-#[tokio::test]
-async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and_dead_letters_only_the_poison()
- {
+/// A nats-server with `USER_SAGA` and its `user-validate` consumer, as the user service sets
+/// them up.
+async fn user_validate() -> (
+    NatsServer,
+    jetstream::Context,
+    jetstream::consumer::PullConsumer,
+) {
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = jetstream::new(client.clone());
+    let js = jetstream::new(client);
     kit::jetstream::ensure_stream(&js, &USER_SAGA, 1)
         .await
         .expect("stream");
     let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE, 1)
         .await
         .expect("consumer");
+    (nats, js, consumer)
+}
+
+/// The user id the test's handler refuses, as a handler refuses a message it can never handle.
+const POISON: i32 = -1;
+
+#[tokio::test]
+async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and_dead_letters_only_the_poison()
+ {
+    let (_nats, js, consumer) = user_validate().await;
 
     // Stored before the worker starts: its first pull finds them all waiting.
     let (a, b, c, poison) = (
@@ -136,15 +147,7 @@ async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and
 #[tokio::test]
 async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_their_first_delivery()
 {
-    let nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = jetstream::new(client.clone());
-    kit::jetstream::ensure_stream(&js, &USER_SAGA, 1)
-        .await
-        .expect("stream");
-    let consumer = kit::jetstream::consumer(&js, &USER_VALIDATE, 1)
-        .await
-        .expect("consumer");
+    let (_nats, js, consumer) = user_validate().await;
     let publish = |user_id: i32| {
         let js = js.clone();
         async move {

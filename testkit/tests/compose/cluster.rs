@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::{
     SERVICES, assert_no_problems,
-    model::{compose, compose_file, environment, mounts, read, root, service, strings},
+    model::{
+        compose, compose_file, environment, mounts, read, root, schema_errors, service, strings,
+    },
     repository::{nats_config_files_from, nats_environment_variables_of},
 };
 
@@ -21,16 +23,9 @@ fn cluster() -> Value {
 
 #[test]
 fn the_cluster_option_is_valid_against_the_compose_specification_schema() {
-    let schema: Value = serde_json::from_str(&read("compose/compose-spec.json"))
-        .unwrap_or_else(|e| panic!("compose/compose-spec.json is not JSON: {e}"));
-    let validator = jsonschema::validator_for(&schema).expect("a usable schema");
-    let cluster = cluster();
-    let errors = validator
-        .iter_errors(&cluster)
-        .map(|e| format!("at {}: {e}", e.instance_path()));
     assert_no_problems(
         "compose.cluster.yml against the Compose specification",
-        errors.collect(),
+        schema_errors(&cluster()),
     );
 }
 

@@ -30,6 +30,18 @@ pub fn compose_file(path: &str) -> Value {
     serde_yaml_ng::from_value(yaml).unwrap_or_else(|e| panic!("{path} as JSON: {e}"))
 }
 
+/// What the Compose specification's schema (compose/compose-spec.json) finds wrong in `compose`.
+pub fn schema_errors(compose: &Value) -> Vec<String> {
+    let schema: Value = serde_json::from_str(&read("compose/compose-spec.json"))
+        .unwrap_or_else(|e| panic!("compose/compose-spec.json is not JSON: {e}"));
+    let validator = jsonschema::validator_for(&schema)
+        .unwrap_or_else(|e| panic!("compose/compose-spec.json is not a usable schema: {e}"));
+    validator
+        .iter_errors(compose)
+        .map(|e| format!("at {}: {e}", e.instance_path()))
+        .collect()
+}
+
 pub fn services(compose: &Value) -> Vec<(&String, &Value)> {
     let services = compose["services"].as_object();
     services.expect("compose.yml has services").iter().collect()

@@ -8,25 +8,17 @@ use serde_json::Value;
 use crate::{
     SERVICES, assert_no_problems,
     model::{
-        compose, environment_of, for_each_string, interpolations, mounts, read, root, service,
-        services, strings,
+        compose, environment_of, for_each_string, interpolations, mounts, read, root,
+        schema_errors, service, services, strings,
     },
     repository::{dockerfile_instructions, duration_ms},
 };
 
 #[test]
 fn compose_yml_is_valid_against_the_compose_specification_schema() {
-    let schema: Value = serde_json::from_str(&read("compose/compose-spec.json"))
-        .unwrap_or_else(|e| panic!("compose/compose-spec.json is not JSON: {e}"));
-    let validator = jsonschema::validator_for(&schema)
-        .unwrap_or_else(|e| panic!("compose/compose-spec.json is not a usable schema: {e}"));
-    let compose = compose();
-    let errors = validator
-        .iter_errors(&compose)
-        .map(|e| format!("at {}: {e}", e.instance_path()));
     assert_no_problems(
         "compose.yml against the Compose specification",
-        errors.collect(),
+        schema_errors(&compose()),
     );
 }
 
