@@ -5,7 +5,8 @@
 # tail instead of slowing the sender). Uses the stress tool against a running, seeded stack.
 #
 # Usage: bench/latency.sh [reads] [writes] [orders]     (all three by default)
-# env:   STRESS (target/release/stress), URL (http://127.0.0.1:8080), RUNS=3
+# env:   STRESS (target/release/stress), URL (http://127.0.0.1:8080), RUNS=3, ADMIN_TOKEN (the
+#        stack's, for the resets between runs: .stack/secrets/admin_token unless given)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 STRESS=${STRESS:-$HERE/../target/release/stress}
