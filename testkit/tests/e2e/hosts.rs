@@ -1,6 +1,12 @@
 //! Several hosts (`STACK_HOSTS=3`): a NATS cluster of three nodes with every stream kept on all
 //! three, a replica of each service on each host, and a replica started by hand on yet another
-//! address, configured like the others and announced to nobody, that takes its share of work.
+//! address while orders flow, configured like the others and announced to nobody, that takes its
+//! share of work.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use serde_json::json;
 use testkit::{Guarded, http::Client, stack::Stack};
@@ -62,6 +68,12 @@ async fn on_three_hosts_every_stream_has_three_replicas_and_a_fourth_replica_sta
         assert!(status.contains(expected), "{expected} in:\n{status}");
     }
 
+    // Orders flow through Nginx meanwhile, from a few clients, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| tokio::spawn(place_orders(Client::new(stack.url()), n, stop.clone())))
+        .collect();
+
     // A fourth product replica on an address no host has, with the settings any replica has.
     let port = testkit::free_port();
     let address = format!("127.0.0.6:{port}");
@@ -96,20 +108,28 @@ async fn on_three_hosts_every_stream_has_three_replicas_and_a_fourth_replica_sta
     })
     .await;
 
-    // Orders through Nginx, which knows nothing of the fourth replica: its work comes over NATS.
-    for round in 0..10 {
-        let orders = (1..=20).map(|id| {
-            let body = json!({"command": "place order", "user_id": id, "product_id": (id + round) % 20 + 1, "quantity": 1});
-            let http = &http;
-            async move { http.post("/order", &body).await.status }
-        });
-        let statuses = futures::future::join_all(orders).await;
+    // Nginx knows nothing of it: its work comes over NATS, from the orders already flowing.
+    testkit::eventually("the fourth replica handles saga messages", || async {
+        (saga_messages_handled(&address).await > 0.0).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let statuses = client.await.expect("client");
+        assert!(!statuses.is_empty(), "each client placed orders meanwhile");
         assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
     }
-    let handled = saga_messages_handled(&address).await;
-    assert!(
-        handled > 0.0,
-        "the fourth replica handled saga messages: {handled}"
-    );
     drop(fourth);
+}
+
+/// Places orders one after another until told to stop; every answer's status.
+async fn place_orders(http: Client, n: i32, stop: Arc<AtomicBool>) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let body = json!({"command": "place order", "user_id": (n * 5 + i) % 20 + 1, "product_id": i % 20 + 1, "quantity": 1});
+        statuses.push(http.post("/order", &body).await.status);
+    }
+    statuses
 }
