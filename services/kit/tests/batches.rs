@@ -1,6 +1,7 @@
 //! A saga consumer's batches, against a real nats-server: what is ready arrives at once, a
 //! batch that fails for one message is split until that message is alone, and only that one
-//! goes to the dead letters; the others are acknowledged once handled.
+//! goes to the dead letters; the others are acknowledged once handled. Nothing waits for a
+//! redelivery: not what arrives during a slow batch, nor what is published as the broker returns.
 
 use std::{
     sync::{Arc, Mutex},
@@ -208,6 +209,70 @@ async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_the
         users,
         (0..=10).collect::<Vec<_>>(),
         "each message delivered once: {deliveries:?}"
+    );
+    assert!(
+        deliveries.iter().all(|(_, attempt)| *attempt == 1),
+        "{deliveries:?}"
+    );
+}
+
+#[tokio::test]
+async fn messages_published_just_after_the_broker_returns_are_handled_on_their_first_delivery() {
+    let (mut nats, js, consumer) = user_validate().await;
+    let deliveries: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
+    let seen = deliveries.clone();
+    let metrics = kit::metrics::Metrics::new(|_| {});
+    let worker = Worker::spawn(
+        &js,
+        consumer,
+        &metrics,
+        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
+            seen.lock()
+                .expect("deliveries")
+                .extend(batch.iter().map(|d| (d.payload.user_id, d.attempt)));
+            async { Ok(()) }
+        },
+    );
+
+    // Down long enough for the worker to have pulled while disconnected, then back.
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    nats.restart();
+    let client = js.client();
+    testkit::eventually("the client reconnects", || {
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        async move { connected.then_some(()) }
+    })
+    .await;
+    // One message every 100 ms through the next two seconds: pulls the worker sent while
+    // disconnected reach the server with the reconnection, their inboxes already dropped, and
+    // must not take these messages to nobody (the server skips a pull nobody listens to).
+    for user_id in 1..=20 {
+        let payload = serde_json::to_vec(&ValidateUser {
+            order_id: Uuid::now_v7(),
+            user_id,
+        })
+        .expect("json");
+        let message = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(Uuid::new_v4().to_string());
+        let ack = js
+            .send_publish(subject::USER_VALIDATE.to_owned(), message)
+            .await;
+        ack.expect("publish").await.expect("stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Well inside the consumer's ack_wait (10 s): nothing waits for a redelivery.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    worker.stop(Duration::from_secs(5)).await;
+    let deliveries = deliveries.lock().expect("deliveries").clone();
+    let mut users: Vec<i32> = deliveries.iter().map(|(user, _)| *user).collect();
+    users.sort_unstable();
+    assert_eq!(
+        users,
+        (1..=20).collect::<Vec<_>>(),
+        "each message delivered once, at once: {deliveries:?}"
     );
     assert!(
         deliveries.iter().all(|(_, attempt)| *attempt == 1),

@@ -69,14 +69,36 @@ async fn assert_recovered(stack: &Stack) {
     let reply = http.post("/product", &update).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let reply = http.post("/order", &order()).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}\norder-1:\n{}\norder-2:\n{}",
-        reply.text,
-        stack.log_tail("order-1", 30),
-        stack.log_tail("order-2", 30)
-    );
+    // Just back, on a loaded machine, the saga may outlast the order wait (5 s): then 202, as
+    // the contract allows, and the order is still decided soon after.
+    let logs = || {
+        [
+            "order-1",
+            "order-2",
+            "product-1",
+            "product-2",
+            "user-1",
+            "user-2",
+        ]
+        .map(|replica| format!("{replica}:\n{}", stack.log_tail(replica, 15)))
+        .join("\n")
+    };
+    match reply.status {
+        200 => {}
+        202 => {
+            let path = format!("/order/{}", reply.json["id"].as_str().expect("id"));
+            let state = testkit::eventually("the accepted order is decided", || {
+                let (http, path) = (&http, &path);
+                async move {
+                    let order = http.get(path).await;
+                    (order.json["state"] != "pending").then_some(order.json["state"].clone())
+                }
+            })
+            .await;
+            assert_eq!(state, "confirmed", "{}", logs());
+        }
+        status => panic!("{status}: {}\n{}", reply.text, logs()),
+    }
     let user =
         json!({"command": "create", "id": 9, "username": "u", "email": "e", "password": "p"});
     assert_eq!(http.post("/user", &user).await.status, 200);
