@@ -145,35 +145,36 @@ async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and
     assert!(payloads[1].contains(&poison.to_string()), "{payloads:?}");
 }
 
-#[tokio::test]
-async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_their_first_delivery()
-{
-    let (_nats, js, consumer) = user_validate().await;
-    let publish = |user_id: i32| {
-        let js = js.clone();
-        async move {
-            let payload = serde_json::to_vec(&ValidateUser {
-                order_id: Uuid::now_v7(),
-                user_id,
-            })
-            .expect("json");
-            let message = PublishMessage::build()
-                .payload(payload.into())
-                .message_id(Uuid::new_v4().to_string());
-            let ack = js
-                .send_publish(subject::USER_VALIDATE.to_owned(), message)
-                .await;
-            ack.expect("publish").await.expect("stored");
-        }
-    };
+/// Publishes a validation command for `user_id` and waits until the stream has stored it.
+async fn publish_validate(js: &jetstream::Context, user_id: i32) {
+    let payload = serde_json::to_vec(&ValidateUser {
+        order_id: Uuid::now_v7(),
+        user_id,
+    })
+    .expect("json");
+    let message = PublishMessage::build()
+        .payload(payload.into())
+        .message_id(Uuid::new_v4().to_string());
+    let ack = js
+        .send_publish(subject::USER_VALIDATE.to_owned(), message)
+        .await;
+    ack.expect("publish").await.expect("stored");
+}
 
-    // The first message's batch takes longer than its pull waits (1 s) and then some; the
-    // others arrive meanwhile, delivered by the server to that same pull.
-    let deliveries: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
+/// Each delivery a worker saw: (user id, attempt).
+type Deliveries = Arc<Mutex<Vec<(i32, i64)>>>;
+
+/// A worker on `consumer` that records every delivery; a batch holding user 0 takes 2.5 s,
+/// longer than its pull waits (1 s) and then some.
+fn recording_worker(
+    js: &jetstream::Context,
+    consumer: jetstream::consumer::PullConsumer,
+) -> (Worker, Deliveries) {
+    let deliveries = Deliveries::default();
     let seen = deliveries.clone();
     let metrics = kit::metrics::Metrics::new(|_| {});
     let worker = Worker::spawn(
-        &js,
+        js,
         consumer,
         &metrics,
         move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
@@ -189,25 +190,25 @@ async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_the
             }
         },
     );
-    publish(0).await;
-    testkit::eventually("the slow batch starts", || {
-        let started = !deliveries.lock().expect("deliveries").is_empty();
-        async move { started.then_some(()) }
-    })
-    .await;
-    for user_id in 1..=10 {
-        publish(user_id).await;
-    }
+    (worker, deliveries)
+}
 
-    // Well inside the consumer's ack_wait (10 s): nothing waits for a redelivery.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+/// Stops `worker` once a redelivery could not have come yet, well inside the consumer's
+/// ack_wait (10 s), and checks that `users` were each delivered once, on the first attempt.
+async fn assert_each_delivered_once_at_first(
+    worker: Worker,
+    deliveries: &Deliveries,
+    users: std::ops::RangeInclusive<i32>,
+    settle: Duration,
+) {
+    tokio::time::sleep(settle).await;
     worker.stop(Duration::from_secs(5)).await;
     let deliveries = deliveries.lock().expect("deliveries").clone();
-    let mut users: Vec<i32> = deliveries.iter().map(|(user, _)| *user).collect();
-    users.sort_unstable();
+    let mut seen: Vec<i32> = deliveries.iter().map(|(user, _)| *user).collect();
+    seen.sort_unstable();
     assert_eq!(
-        users,
-        (0..=10).collect::<Vec<_>>(),
+        seen,
+        users.collect::<Vec<_>>(),
         "each message delivered once: {deliveries:?}"
     );
     assert!(
@@ -217,22 +218,30 @@ async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_the
 }
 
 #[tokio::test]
+async fn messages_that_arrive_while_a_batch_outlasts_its_pull_are_handled_on_their_first_delivery()
+{
+    let (_nats, js, consumer) = user_validate().await;
+    let (worker, deliveries) = recording_worker(&js, consumer);
+
+    // User 0's batch outlasts its pull; the others arrive meanwhile, delivered by the server to
+    // that same pull.
+    publish_validate(&js, 0).await;
+    testkit::eventually("the slow batch starts", || {
+        let started = !deliveries.lock().expect("deliveries").is_empty();
+        async move { started.then_some(()) }
+    })
+    .await;
+    for user_id in 1..=10 {
+        publish_validate(&js, user_id).await;
+    }
+
+    assert_each_delivered_once_at_first(worker, &deliveries, 0..=10, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
 async fn messages_published_just_after_the_broker_returns_are_handled_on_their_first_delivery() {
     let (mut nats, js, consumer) = user_validate().await;
-    let deliveries: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
-    let seen = deliveries.clone();
-    let metrics = kit::metrics::Metrics::new(|_| {});
-    let worker = Worker::spawn(
-        &js,
-        consumer,
-        &metrics,
-        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
-            seen.lock()
-                .expect("deliveries")
-                .extend(batch.iter().map(|d| (d.payload.user_id, d.attempt)));
-            async { Ok(()) }
-        },
-    );
+    let (worker, deliveries) = recording_worker(&js, consumer);
 
     // Down long enough for the worker to have pulled while disconnected, then back.
     nats.stop();
@@ -248,34 +257,9 @@ async fn messages_published_just_after_the_broker_returns_are_handled_on_their_f
     // disconnected reach the server with the reconnection, their inboxes already dropped, and
     // must not take these messages to nobody (the server skips a pull nobody listens to).
     for user_id in 1..=20 {
-        let payload = serde_json::to_vec(&ValidateUser {
-            order_id: Uuid::now_v7(),
-            user_id,
-        })
-        .expect("json");
-        let message = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(Uuid::new_v4().to_string());
-        let ack = js
-            .send_publish(subject::USER_VALIDATE.to_owned(), message)
-            .await;
-        ack.expect("publish").await.expect("stored");
+        publish_validate(&js, user_id).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Well inside the consumer's ack_wait (10 s): nothing waits for a redelivery.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    worker.stop(Duration::from_secs(5)).await;
-    let deliveries = deliveries.lock().expect("deliveries").clone();
-    let mut users: Vec<i32> = deliveries.iter().map(|(user, _)| *user).collect();
-    users.sort_unstable();
-    assert_eq!(
-        users,
-        (1..=20).collect::<Vec<_>>(),
-        "each message delivered once, at once: {deliveries:?}"
-    );
-    assert!(
-        deliveries.iter().all(|(_, attempt)| *attempt == 1),
-        "{deliveries:?}"
-    );
+    assert_each_delivered_once_at_first(worker, &deliveries, 1..=20, Duration::from_secs(4)).await;
 }

@@ -9,7 +9,7 @@ use testkit::stack::Stack;
 /// two units on average) that even a slow machine, its debug build killed every few seconds,
 /// sells them out within the run, so that its last orders meet the rejection path (a run in CI
 /// confirmed 1,471 orders in 35 s, short of the 3,000 that 2,000 units a product took).
-pub const STOCK: i32 = 500;
+const STOCK: i32 = 500;
 
 /// A short chaos run (`-c 12 -d 35s`, [`STOCK`] units a product, short calms) against `stack`, with
 /// `faults` as further `stress chaos` options; panics unless every check held. Returns the seed
