@@ -60,7 +60,8 @@ pub struct Stack {
     pub pg_port: u16,
     /// nats-server's monitoring port (`STACK_NATS_MONITOR_PORT`).
     pub nats_monitor_port: u16,
-    /// Replicas per service (`STACK_REPLICAS`; on several hosts, one a host).
+    /// Replicas per service (`STACK_REPLICAS`, 1 unless set, as in the script; `./stack chaos`
+    /// sets 2; on several hosts, one a host).
     pub replicas: u16,
     /// Hosts (`STACK_HOSTS`): on several, each runs a NATS node and a replica of each service.
     pub hosts: u16,
@@ -89,7 +90,7 @@ impl Stack {
             pg_port: number("STACK_PG_PORT", 5433)?,
             nats_monitor_port: number("STACK_NATS_MONITOR_PORT", 8222)?,
             replicas: match number("STACK_HOSTS", 1)? {
-                1 => number("STACK_REPLICAS", 2)?,
+                1 => number("STACK_REPLICAS", 1)?,
                 hosts => hosts,
             },
             hosts: number("STACK_HOSTS", 1)?,
