@@ -2,6 +2,7 @@
 //! batch that fails for one message is split until that message is alone, and only that one
 //! goes to the dead letters; the others are acknowledged once handled. Nothing waits for a
 //! redelivery: not what arrives during a slow batch, nor what is published as the broker returns.
+//! Of two workers on one consumer, the one of the first rank takes the messages.
 
 use std::{
     sync::{Arc, Mutex},
@@ -10,7 +11,10 @@ use std::{
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
-use kit::{jetstream::Worker, nats::HandlerError};
+use kit::{
+    jetstream::Worker,
+    nats::{HandlerError, Rank},
+};
 use shared::{
     saga::ValidateUser,
     stream::{DEAD_LETTERS, USER_SAGA, USER_VALIDATE},
@@ -80,6 +84,7 @@ async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and
         &js,
         consumer,
         &metrics,
+        &Rank::default(),
         move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
             let users: Vec<i32> = batch.iter().map(|d| d.payload.user_id).collect();
             seen.lock().expect("calls").push(users.clone());
@@ -170,6 +175,15 @@ fn recording_worker(
     js: &jetstream::Context,
     consumer: jetstream::consumer::PullConsumer,
 ) -> (Worker, Deliveries) {
+    recording_worker_at(js, consumer, 0)
+}
+
+/// [`recording_worker`], pulling at `rank`.
+fn recording_worker_at(
+    js: &jetstream::Context,
+    consumer: jetstream::consumer::PullConsumer,
+    rank: usize,
+) -> (Worker, Deliveries) {
     let deliveries = Deliveries::default();
     let seen = deliveries.clone();
     let metrics = kit::metrics::Metrics::new(|_| {});
@@ -177,6 +191,7 @@ fn recording_worker(
         js,
         consumer,
         &metrics,
+        &Rank::fixed(rank),
         move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
             let slow = batch.iter().any(|d| d.payload.user_id == 0);
             seen.lock()
@@ -262,4 +277,56 @@ async fn messages_published_just_after_the_broker_returns_are_handled_on_their_f
     }
 
     assert_each_delivered_once_at_first(worker, &deliveries, 1..=20, Duration::from_secs(4)).await;
+}
+
+#[tokio::test]
+async fn the_worker_of_the_first_rank_takes_the_messages_and_the_next_takes_over_when_it_is_gone() {
+    let (_nats, js, consumer) = user_validate().await;
+    let (older, older_saw) = recording_worker_at(&js, consumer.clone(), 1);
+    let (newer, newer_saw) = recording_worker_at(&js, consumer, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Three bursts while both wait: each goes to the first rank. (Between two of its pulls, a
+    // moment every second, a message may go to the other: hence "nearly all".)
+    for burst in 0..3 {
+        let publishes = (1..=20).map(|n| publish_validate(&js, burst * 100 + n));
+        futures::future::join_all(publishes).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let handled = || {
+        let (newer, older) = (
+            newer_saw.lock().expect("newer"),
+            older_saw.lock().expect("older"),
+        );
+        (newer.len(), older.len())
+    };
+    testkit::eventually("every message is handled", || {
+        let (newer, older) = handled();
+        async move { (newer + older == 60).then_some(()) }
+    })
+    .await;
+    let (by_newer, by_older) = handled();
+    assert!(
+        by_newer >= 55,
+        "the first rank took {by_newer} of 60, the second {by_older}"
+    );
+
+    // Gone: the next rank takes everything at once, no redelivery needed.
+    newer.stop(Duration::from_secs(5)).await;
+    for user_id in 1_001..=1_010 {
+        publish_validate(&js, user_id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    older.stop(Duration::from_secs(5)).await;
+    let late: Vec<(i32, i64)> = older_saw
+        .lock()
+        .expect("older")
+        .iter()
+        .filter(|(user, _)| *user > 1_000)
+        .copied()
+        .collect();
+    let mut users: Vec<i32> = late.iter().map(|(user, _)| *user).collect();
+    users.sort_unstable();
+    assert_eq!(users, (1_001..=1_010).collect::<Vec<_>>(), "{late:?}");
+    assert!(late.iter().all(|(_, attempt)| *attempt == 1), "{late:?}");
 }

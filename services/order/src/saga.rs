@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use kit::{
     jetstream::{Delivery, Outbox, Worker},
-    nats::HandlerError,
+    nats::{HandlerError, Rank},
 };
 use shared::{
     saga::{
@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use crate::{AppState, Error, db};
 
-/// Creates the order streams and starts the three saga workers.
+/// Creates the order streams and starts the three saga workers, pulling at `rank`.
 /// Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
-pub async fn start(state: AppState, replicas: usize) -> anyhow::Result<Vec<Worker>> {
+pub async fn start(state: AppState, replicas: usize, rank: &Rank) -> anyhow::Result<Vec<Worker>> {
     let js = &state.js;
     kit::jetstream::ensure_stream(js, &stream::ORDER_SAGA, replicas).await?;
     kit::jetstream::ensure_stream(js, &stream::ORDER_EVENTS, replicas).await?;
@@ -31,13 +31,13 @@ pub async fn start(state: AppState, replicas: usize) -> anyhow::Result<Vec<Worke
     let (js, metrics) = (state.js.clone(), state.metrics.clone());
     let (s1, s2, s3) = (state.clone(), state.clone(), state);
     Ok(vec![
-        Worker::spawn(&js, place_consumer, &metrics, move |batch| {
+        Worker::spawn(&js, place_consumer, &metrics, rank, move |batch| {
             place(s1.clone(), batch)
         }),
-        Worker::spawn(&js, users, &metrics, move |batch| {
+        Worker::spawn(&js, users, &metrics, rank, move |batch| {
             user_verdicts(s2.clone(), batch)
         }),
-        Worker::spawn(&js, stock, &metrics, move |batch| {
+        Worker::spawn(&js, stock, &metrics, rank, move |batch| {
             stock_verdicts(s3.clone(), batch)
         }),
     ])

@@ -63,7 +63,7 @@ pub async fn run(
         metrics: kit::metrics::Metrics::new(|_| {}),
     };
     let handlers = nats::start(state.clone()).await?;
-    let saga = saga::start(state.clone(), common.stream_replicas).await?;
+    let saga = saga::start(state.clone(), common.stream_replicas, &handlers.rank()).await?;
     let pruning = kit::db::prune_every_minute(pool.clone(), kit::db::PRUNE_COMMAND_LOG);
     let reset_state = state.clone();
     let admin = kit::admin::listen(

@@ -3,7 +3,7 @@
 
 use kit::{
     jetstream::{Delivery, Outbox, Worker},
-    nats::HandlerError,
+    nats::{HandlerError, Rank},
 };
 use shared::{
     saga::{RejectReason, StockOutcome, StockRequest, StockVerdict, message_id},
@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::{AppState, Error, db, stock};
 
-/// Starts the `product-stock` saga worker: reserves and releases stock for orders.
-/// Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
-pub async fn start(state: AppState, replicas: usize) -> anyhow::Result<Worker> {
+/// Starts the `product-stock` saga worker, pulling at `rank`: reserves and releases stock for
+/// orders. Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
+pub async fn start(state: AppState, replicas: usize, rank: &Rank) -> anyhow::Result<Worker> {
     kit::jetstream::ensure_stream(&state.js, &stream::PRODUCT_SAGA, replicas).await?;
     let consumer = kit::jetstream::consumer(&state.js, &stream::PRODUCT_STOCK, replicas).await?;
     let js = state.js.clone();
@@ -23,6 +23,7 @@ pub async fn start(state: AppState, replicas: usize) -> anyhow::Result<Worker> {
         &js,
         consumer,
         &state.metrics.clone(),
+        rank,
         move |batch| stock(state.clone(), batch),
     ))
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use kit::{
     jetstream::{Delivery, Outbox, Worker},
-    nats::{Command, HandlerError, Handlers},
+    nats::{Command, HandlerError, Handlers, Rank},
 };
 use shared::{
     saga::{UserVerdict, ValidateUser, message_id},
@@ -223,9 +223,9 @@ async fn get(state: AppState, query: GetUser) -> Result<UserReply, HandlerError>
     ))
 }
 
-/// Starts the `user-validate` saga worker: tells the order saga whether a buyer exists.
-/// Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
-pub async fn start_saga(state: AppState, replicas: usize) -> anyhow::Result<Worker> {
+/// Starts the `user-validate` saga worker, pulling at `rank`: tells the order saga whether a
+/// buyer exists. Streams it creates get `replicas` copies (`STREAM_REPLICAS`).
+pub async fn start_saga(state: AppState, replicas: usize, rank: &Rank) -> anyhow::Result<Worker> {
     kit::jetstream::ensure_stream(&state.js, &stream::USER_SAGA, replicas).await?;
     let consumer = kit::jetstream::consumer(&state.js, &stream::USER_VALIDATE, replicas).await?;
     let js = state.js.clone();
@@ -233,6 +233,7 @@ pub async fn start_saga(state: AppState, replicas: usize) -> anyhow::Result<Work
         &js,
         consumer,
         &state.metrics.clone(),
+        rank,
         move |batch| validate(state.clone(), batch),
     ))
 }

@@ -80,6 +80,14 @@ pub async fn consumer(
         };
         match attempt.await {
             Ok(consumer) => return Ok(consumer),
+            Err(error) if predates_priorities(js, def, &config).await => {
+                return Err(error.context(format!(
+                    "consumer {0} exists without the priority policy of nats/consumers/{1}/{0}.json, \
+                     which JetStream cannot change in place: remove it once (`nats consumer rm {1} {0}`; \
+                     its unacknowledged messages stay in the work-queue stream and go to the new one)",
+                    def.name, def.stream
+                )));
+            }
             Err(error) if started.elapsed() < STREAM_PATIENCE => {
                 tracing::warn!(stream = def.stream, consumer = def.name, %error, "waiting for stream");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -87,6 +95,18 @@ pub async fn consumer(
             Err(error) => return Err(error.context(format!("creating consumer {}", def.name))),
         }
     }
+}
+
+/// Whether `def` exists on the server with another priority policy than `config`'s (a consumer
+/// created before the policy was added: JetStream refuses to change it).
+async fn predates_priorities(js: &Context, def: &ConsumerDef, config: &pull::Config) -> bool {
+    let Ok(stream) = js.get_stream(def.stream).await else {
+        return false;
+    };
+    stream
+        .consumer_info(def.name)
+        .await
+        .is_ok_and(|info| info.config.priority_policy != config.priority_policy)
 }
 
 #[cfg(test)]
@@ -103,6 +123,11 @@ mod tests {
             let config: pull::Config = serde_json::from_str(def.json).unwrap();
             assert_eq!(config.durable_name.as_deref(), Some(def.name));
             assert_eq!(config.ack_policy, jetstream::consumer::AckPolicy::Explicit);
+            assert_eq!(
+                config.priority_policy,
+                jetstream::consumer::PriorityPolicy::Prioritized
+            );
+            assert_eq!(config.priority_groups, ["saga"]);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! to [`BATCH`]), handles them together (one transaction, say), and each is acknowledged only
 //! when the handler succeeded. A batch that fails for a reason of its own is split until the
 //! message that makes it fail is alone; that one is retried or dead-lettered, the rest go on.
+//! Replicas pull at their [`Rank`]: the newest takes the messages, the others what it leaves.
 
 use std::{future::Future, pin::Pin, time::Duration};
 
@@ -16,11 +17,14 @@ use super::dead_letter::{
 };
 use crate::{
     metrics::{Kind, Metrics},
-    nats::HandlerError,
+    nats::{HandlerError, Rank},
 };
 
 /// Most messages a handler gets at once.
 const BATCH: usize = 128;
+/// Most messages one pull request asks for: several batches, so that a replica pulling at the
+/// first rank seldom stands without a pull waiting (then messages go to the next rank).
+const PULL_BATCH: usize = 4 * BATCH;
 /// How long a pull request waits on the server for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// How long after its expiry a pull is given up on when the server never said it ended.
@@ -28,6 +32,8 @@ const PULL_MARGIN: Duration = Duration::from_millis(500);
 /// Pull requests in flight per consumer and process, so that one batch being handled does not
 /// leave the consumer idle.
 const PULLERS: usize = 1;
+/// The priority group every saga consumer has (`priority_groups` in `nats/consumers/`).
+const GROUP: &str = "saga";
 
 /// A saga message as a handler sees it.
 #[derive(Debug, Clone)]
@@ -84,10 +90,16 @@ impl Worker {
     ///
     /// What JetStream itself gives up on (a message whose handler's process kept dying) is
     /// moved to `DEAD_LETTERS` too.
+    ///
+    /// Pulls go at priority `rank` (the consumers' policy is `prioritized`): while the newest
+    /// replica has a pull waiting, a message goes to it, so that one replica handles a stage in
+    /// batches as large as the load makes them, rather than every replica a share of each;
+    /// the others get what arrives while it has none, and take over the moment it is gone.
     pub fn spawn<T, F, Fut>(
         js: &Context,
         consumer: PullConsumer,
         metrics: &Metrics,
+        rank: &Rank,
         handler: F,
     ) -> Self
     where
@@ -102,8 +114,10 @@ impl Worker {
         ));
         let origin = Origin::of(js, &consumer, metrics);
         let shutdown = stop.clone();
+        let rank = rank.clone();
         let task = tokio::spawn(async move {
-            let pullers = (0..PULLERS).map(|_| pull_loop(&consumer, &origin, &shutdown, &handler));
+            let pullers =
+                (0..PULLERS).map(|_| pull_loop(&consumer, &origin, &rank, &shutdown, &handler));
             futures::future::join_all(pullers).await;
         });
         Self {
@@ -128,6 +142,7 @@ impl Worker {
 async fn pull_loop<T, F, Fut>(
     consumer: &PullConsumer,
     origin: &Origin,
+    rank: &Rank,
     shutdown: &CancellationToken,
     handler: &F,
 ) where
@@ -136,12 +151,7 @@ async fn pull_loop<T, F, Fut>(
     Fut: Future<Output = Result<(), HandlerError>> + Send,
 {
     while !shutdown.is_cancelled() {
-        let pulled = consumer
-            .batch()
-            .max_messages(BATCH)
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await;
+        let pulled = pull(consumer, origin, rank.get()).await;
         let pulled = match pulled {
             Ok(pulled) => pulled,
             Err(error) => {
@@ -154,8 +164,8 @@ async fn pull_loop<T, F, Fut>(
             }
         };
         // The server ends a pull at its expiry. A pull the server never saw end (it restarted
-        // meanwhile) would keep this loop waiting 5 s more (async-nats' own margin), and the
-        // consumer idle: stop waiting a moment after its expiry instead. Past that moment, what
+        // meanwhile) would keep this loop waiting for good, and the consumer idle: stop waiting
+        // a moment after its expiry instead. Past that moment, what
         // has already arrived is still taken (a slow batch may outlast the pull): a message
         // dropped here would wait out its ack_wait. Whatever has arrived is handled in batches
         // as it comes: one message under light load, many under heavy.
@@ -168,13 +178,8 @@ async fn pull_loop<T, F, Fut>(
         {
             let mut batch = Vec::with_capacity(messages.len());
             for message in messages {
-                match message {
-                    Ok(message) => {
-                        if let Some(item) = decode(message, origin).await {
-                            batch.push(item);
-                        }
-                    }
-                    Err(error) => tracing::debug!(%error, "pull batch ended"),
+                if let Some(item) = decode(message, origin).await {
+                    batch.push(item);
                 }
             }
             if !batch.is_empty() {
@@ -182,6 +187,56 @@ async fn pull_loop<T, F, Fut>(
             }
         }
     }
+}
+
+/// One pull request for up to [`PULL_BATCH`] messages, waiting at most [`PULL_EXPIRES`] on the server,
+/// at `priority` in the consumer's group: the messages as they arrive, until the request is
+/// satisfied or ends. (async-nats' `batch()` cannot name a priority.)
+async fn pull(
+    consumer: &PullConsumer,
+    origin: &Origin,
+    priority: usize,
+) -> anyhow::Result<impl futures::Stream<Item = jetstream::Message> + use<>> {
+    use async_nats::StatusCode;
+    let request = jetstream::consumer::pull::BatchConfig {
+        batch: PULL_BATCH,
+        expires: Some(PULL_EXPIRES),
+        no_wait: false,
+        max_bytes: 0,
+        idle_heartbeat: Duration::ZERO,
+        min_pending: None,
+        min_ack_pending: None,
+        group: Some(GROUP.to_owned()),
+        priority: Some(priority),
+    };
+    let client = origin.js.client();
+    let inbox = client.new_inbox();
+    let replies = client.subscribe(inbox.clone()).await?;
+    let subject = format!(
+        "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+        origin.stream,
+        consumer.cached_info().name
+    );
+    client
+        .publish_with_reply(subject, inbox, serde_json::to_vec(&request)?.into())
+        .await?;
+    let js = origin.js.clone();
+    // Data messages, until PULL_BATCH of them or a status other than a heartbeat (408: the request
+    // expired; 409: the consumer is gone, or over a limit; never 404, as no_wait is off).
+    Ok(replies
+        .filter(|message| futures::future::ready(message.status != Some(StatusCode::IDLE_HEARTBEAT)))
+        .take_while(|message| {
+            let data = matches!(message.status, None | Some(StatusCode::OK));
+            if !data {
+                tracing::debug!(status = ?message.status, description = ?message.description, "pull ended");
+            }
+            futures::future::ready(data)
+        })
+        .take(PULL_BATCH)
+        .map(move |message| jetstream::Message {
+            message,
+            context: js.clone(),
+        }))
 }
 
 /// A pulled message with its decoded payload.

@@ -1,12 +1,15 @@
 //! NATS plumbing: connecting, sending a typed command and waiting for its reply
-//! ([`request`]), and serving services-API endpoints with typed handlers ([`Handlers`]).
+//! ([`request`]), serving services-API endpoints with typed handlers ([`Handlers`]), and each
+//! replica's [`Rank`] among its service's replicas.
 
+mod rank;
 mod request;
 mod serve;
 
 use async_nats::{Client, ConnectOptions};
 use futures::StreamExt;
 
+pub use rank::{Rank, Replica, rank_among};
 pub use request::{RequestError, Timing, request};
 pub use serve::{Command, HandlerError, Handlers, Serving, answer_each, serve, serve_batched};
 

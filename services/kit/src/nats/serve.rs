@@ -255,12 +255,15 @@ pub struct Handlers {
     serving: Serving,
     service: service::Service,
     tasks: tokio::task::JoinSet<()>,
+    rank: super::Rank,
+    ranking: tokio::task::JoinHandle<()>,
 }
 
 impl Handlers {
     /// Registers the service `name` (visible to `nats micro ls`); its endpoints share the queue
     /// group `name`, so each request is handled by exactly one replica.
     /// Requests are refused as unavailable while `database` does not answer, and counted in `metrics`.
+    /// From then on the replica keeps its [`Handlers::rank`] among the service's replicas.
     pub async fn start(
         client: &Client,
         name: &str,
@@ -269,13 +272,32 @@ impl Handlers {
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
         use async_nats::service::ServiceExt;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let service = client
             .service_builder()
             .description(description)
             .queue_group(name)
+            .metadata(std::collections::HashMap::from([(
+                super::rank::STARTED.to_owned(),
+                started.to_string(),
+            )]))
             .start(name, env!("CARGO_PKG_VERSION"))
             .await
             .map_err(|error| anyhow::anyhow!("registering NATS service {name}: {error}"))?;
+        let me = super::rank::Replica {
+            started,
+            id: service.info().await.id,
+        };
+        let rank = super::Rank::default();
+        let ranking = tokio::spawn(super::rank::keep(
+            client.clone(),
+            name.to_owned(),
+            me,
+            rank.clone(),
+        ));
         Ok(Self {
             client: client.clone(),
             serving: Serving {
@@ -285,7 +307,15 @@ impl Handlers {
             },
             service,
             tasks: tokio::task::JoinSet::new(),
+            rank,
+            ranking,
         })
+    }
+
+    /// This replica's rank among the live replicas of its service, newest first: the priority
+    /// its saga workers pull at (see [`crate::jetstream::Worker::spawn`]).
+    pub fn rank(&self) -> super::Rank {
+        self.rank.clone()
     }
 
     /// Adds the endpoint `name` on `subject`, served by `handler` in a background task;
@@ -373,6 +403,7 @@ impl Handlers {
     /// Known limit: async-nats forgets a subscription as soon as it sends UNSUB, so a request
     /// the server routed here during that round trip is dropped and its sender times out.
     pub async fn stop(mut self, patience: std::time::Duration) {
+        self.ranking.abort();
         if let Err(error) = self.service.stop().await {
             tracing::warn!(%error, "stopping NATS service");
         }
