@@ -58,14 +58,21 @@ pub async fn ensure_stream(js: &Context, def: &StreamDef, replicas: usize) -> an
 /// Creates (or updates) the durable consumer `def` and returns it. Its stream may belong to
 /// another service that is still starting, so this waits for the stream to appear. Its own
 /// failures go to `DEAD_LETTERS`, created here with `replicas` copies if missing.
+///
+/// On a NATS cluster (`replicas` > 1) the consumer keeps its state in memory on each of its
+/// nodes, replicated like the file-stored state would be: a node lost or wiped catches up from
+/// the others. Were every node to go at once, the consumer would start again from the messages
+/// still in its work-queue stream, which are exactly the unacknowledged ones: redelivered,
+/// and harmless, as every handler is idempotent. One node alone keeps it on disk.
 pub async fn consumer(
     js: &Context,
     def: &ConsumerDef,
     replicas: usize,
 ) -> anyhow::Result<PullConsumer> {
     ensure_stream(js, &shared::stream::DEAD_LETTERS, replicas).await?;
-    let config: pull::Config = serde_json::from_str(def.json)
+    let mut config: pull::Config = serde_json::from_str(def.json)
         .with_context(|| format!("consumer definition {}", def.name))?;
+    config.memory_storage = replicas > 1;
     let started = tokio::time::Instant::now();
     loop {
         let attempt = async {
@@ -80,10 +87,10 @@ pub async fn consumer(
         };
         match attempt.await {
             Ok(consumer) => return Ok(consumer),
-            Err(error) if predates_priorities(js, def, &config).await => {
+            Err(error) if fixed_differently(js, def, &config).await => {
                 return Err(error.context(format!(
-                    "consumer {0} exists without the priority policy of nats/consumers/{1}/{0}.json, \
-                     which JetStream cannot change in place: remove it once (`nats consumer rm {1} {0}`; \
+                    "consumer {0} exists with another priority policy or storage than this version \
+                     gives it, which JetStream cannot change in place: remove it once (`nats consumer rm {1} {0}`; \
                      its unacknowledged messages stay in the work-queue stream and go to the new one)",
                     def.name, def.stream
                 )));
@@ -97,16 +104,16 @@ pub async fn consumer(
     }
 }
 
-/// Whether `def` exists on the server with another priority policy than `config`'s (a consumer
-/// created before the policy was added: JetStream refuses to change it).
-async fn predates_priorities(js: &Context, def: &ConsumerDef, config: &pull::Config) -> bool {
+/// Whether `def` exists on the server with another priority policy or storage than `config`'s
+/// (say, created by an earlier version): JetStream refuses to change either.
+async fn fixed_differently(js: &Context, def: &ConsumerDef, config: &pull::Config) -> bool {
     let Ok(stream) = js.get_stream(def.stream).await else {
         return false;
     };
-    stream
-        .consumer_info(def.name)
-        .await
-        .is_ok_and(|info| info.config.priority_policy != config.priority_policy)
+    stream.consumer_info(def.name).await.is_ok_and(|info| {
+        info.config.priority_policy != config.priority_policy
+            || info.config.memory_storage != config.memory_storage
+    })
 }
 
 #[cfg(test)]
