@@ -116,8 +116,7 @@ impl Worker {
         let shutdown = stop.clone();
         let rank = rank.clone();
         let task = tokio::spawn(async move {
-            let pullers =
-                (0..PULLERS).map(|_| pull_loop(&consumer, &origin, &rank, &shutdown, &handler));
+            let pullers = (0..PULLERS).map(|_| pull_loop(&origin, &rank, &shutdown, &handler));
             futures::future::join_all(pullers).await;
         });
         Self {
@@ -140,7 +139,6 @@ impl Worker {
 }
 
 async fn pull_loop<T, F, Fut>(
-    consumer: &PullConsumer,
     origin: &Origin,
     rank: &Rank,
     shutdown: &CancellationToken,
@@ -151,7 +149,7 @@ async fn pull_loop<T, F, Fut>(
     Fut: Future<Output = Result<(), HandlerError>> + Send,
 {
     while !shutdown.is_cancelled() {
-        let pulled = pull(consumer, origin, rank.get()).await;
+        let pulled = pull(origin, rank.get()).await;
         let pulled = match pulled {
             Ok(pulled) => pulled,
             Err(error) => {
@@ -165,10 +163,10 @@ async fn pull_loop<T, F, Fut>(
         };
         // The server ends a pull at its expiry. A pull the server never saw end (it restarted
         // meanwhile) would keep this loop waiting for good, and the consumer idle: stop waiting
-        // a moment after its expiry instead. Past that moment, what
-        // has already arrived is still taken (a slow batch may outlast the pull): a message
-        // dropped here would wait out its ack_wait. Whatever has arrived is handled in batches
-        // as it comes: one message under light load, many under heavy.
+        // a moment after its expiry instead. Past that moment, what has already arrived is
+        // still taken (a slow batch may outlast the pull): a message dropped here would wait out
+        // its ack_wait. Whatever has arrived is handled in batches as it comes: one message
+        // under light load, many under heavy.
         let give_up = tokio::time::Instant::now() + PULL_EXPIRES + PULL_MARGIN;
         let mut ready = std::pin::pin!(pulled.ready_chunks(BATCH));
         // `timeout_at` polls the stream before its deadline, and unconstrained by tokio's
@@ -193,7 +191,6 @@ async fn pull_loop<T, F, Fut>(
 /// at `priority` in the consumer's group: the messages as they arrive, until the request is
 /// satisfied or ends. (async-nats' `batch()` cannot name a priority.)
 async fn pull(
-    consumer: &PullConsumer,
     origin: &Origin,
     priority: usize,
 ) -> anyhow::Result<impl futures::Stream<Item = jetstream::Message> + use<>> {
@@ -214,8 +211,7 @@ async fn pull(
     let replies = client.subscribe(inbox.clone()).await?;
     let subject = format!(
         "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
-        origin.stream,
-        consumer.cached_info().name
+        origin.stream, origin.consumer
     );
     client
         .publish_with_reply(subject, inbox, serde_json::to_vec(&request)?.into())

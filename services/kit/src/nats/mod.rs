@@ -9,7 +9,7 @@ mod serve;
 use async_nats::{Client, ConnectOptions};
 use futures::StreamExt;
 
-pub use rank::{Rank, Replica, rank_among};
+pub use rank::Rank;
 pub use request::{RequestError, Timing, request};
 pub use serve::{Command, HandlerError, Handlers, Serving, answer_each, serve, serve_batched};
 

@@ -15,7 +15,7 @@ use futures::StreamExt;
 
 /// The services-API metadata key under which each replica says when it started (nanoseconds
 /// since the Unix epoch).
-pub const STARTED: &str = "started";
+pub(crate) const STARTED: &str = "started";
 
 /// The lowest priority JetStream knows: ranks past it share it.
 const LAST_PRIORITY: usize = 9;
@@ -52,11 +52,11 @@ impl Rank {
 
 /// This replica as the services API names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Replica {
+pub(crate) struct Replica {
     /// When it started ([`STARTED`]); a replica that does not say counts as the oldest.
-    pub started: u128,
+    pub(crate) started: u128,
     /// Its services-API id, which orders replicas that started at the same moment.
-    pub id: String,
+    pub(crate) id: String,
 }
 
 impl Replica {
@@ -73,7 +73,7 @@ impl Replica {
 }
 
 /// The rank of `me` among `replicas` (itself among them or not): how many started after it.
-pub fn rank_among<'a>(me: &Replica, replicas: impl IntoIterator<Item = &'a Replica>) -> usize {
+fn rank_among<'a>(me: &Replica, replicas: impl IntoIterator<Item = &'a Replica>) -> usize {
     replicas
         .into_iter()
         .filter(|other| *other > me)
