@@ -318,6 +318,27 @@ impl Stack {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Every ERROR line the services logged (each request that failed logs its cause chain),
+    /// prefixed with its replica: what a test prints when a request failed it did not expect.
+    pub fn errors(&self) -> String {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.dir().join("logs"))
+            .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+            .unwrap_or_default();
+        logs.sort();
+        let mut errors = String::new();
+        for log in logs {
+            let name = log.file_stem().unwrap_or_default().to_string_lossy();
+            if !SERVICES.iter().any(|service| name.starts_with(service)) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            for line in text.lines().filter(|line| line.contains(" ERROR ")) {
+                errors.push_str(&format!("{name}: {line}\n"));
+            }
+        }
+        errors
+    }
+
     /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -326,6 +347,21 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // A failed test's logs outlive its stack, to read what the assertion could not print.
+        if std::thread::panicking() {
+            let kept = std::env::temp_dir().join(format!(
+                "testkit-failed-{}",
+                self.dir.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let copied = Command::new("cp")
+                .arg("-r")
+                .arg(self.dir.join("logs"))
+                .arg(&kept)
+                .status();
+            if copied.is_ok_and(|status| status.success()) {
+                eprintln!("the failed stack's logs: {}", kept.display());
+            }
+        }
         // `clean`, not just `down`: part of the state may live outside the temporary directory.
         let _ = Command::new(self.script())
             .arg("clean")

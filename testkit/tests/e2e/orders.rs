@@ -126,7 +126,10 @@ async fn a_mixed_concurrent_run_conserves_the_stock_of_every_product() {
             200 if known => *confirmed.entry(*product).or_default() += i64::from(*quantity),
             409 if known => {}
             404 if !known => {}
-            other => panic!("order ({user}, {product}, {quantity}) answered {other}"),
+            other => panic!(
+                "order ({user}, {product}, {quantity}) answered {other}\n{}",
+                stack.errors()
+            ),
         }
     }
     assert_eq!(

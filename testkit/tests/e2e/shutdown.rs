@@ -105,7 +105,8 @@ async fn a_sigterm_to_a_replica_of_each_service_under_load_fails_no_request() {
         .collect();
     assert!(
         failed.is_empty(),
-        "every request answered 200: {outcomes:?}"
+        "every request answered 200: {outcomes:?}\n{}",
+        stack.errors()
     );
     assert!(outcomes.values().sum::<u64>() > 200, "{outcomes:?}");
 }
