@@ -15,7 +15,10 @@ pub struct Common {
     /// by default the cores, plus one).
     pub db_pool_max: u32,
     /// `DB_ACQUIRE_TIMEOUT_MS`: how long a query waits for a connection of the pool (all busy,
-    /// or the database refuses new ones) before failing with 503.
+    /// or the database refuses new ones) before failing with 503. As long as a statement may
+    /// run: a database that answers slowly (a commit stalled on a busy disk holds its
+    /// connection for seconds) delays requests rather than failing them, while one that does
+    /// not answer at all fails them at once ([`crate::db::Probe`]).
     pub db_acquire_timeout: Duration,
     /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL `statement_timeout` for every connection.
     pub db_statement_timeout: Duration,
@@ -38,6 +41,8 @@ pub struct Common {
     pub body_timeout: Duration,
     /// `SHUTDOWN_DRAIN_MS`: on SIGTERM, how long requests on open keep-alive connections are
     /// still served (answered with `Connection: close`) before idle connections are closed.
+    /// Longer than Nginx keeps an idle upstream connection (1 s), so that Nginx, not the
+    /// replica, closes those: a close from the replica can cross a request already sent.
     pub shutdown_drain: Duration,
     /// `SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long in-flight work may take before the process exits anyway.
     pub shutdown_timeout: Duration,
@@ -58,7 +63,7 @@ impl Common {
             )?,
             database_url: var("DATABASE_URL", default_database_url.to_owned())?,
             db_pool_max: var("DB_POOL_MAX", default_pool())?,
-            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
+            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 5_000)?,
             db_statement_timeout: millis("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
             nats_servers: var("NATS_URL", NatsServers::local())?,
             nats_credentials,
@@ -67,7 +72,7 @@ impl Common {
             nats_retry_after: millis("NATS_RETRY_AFTER_MS", 1_000)?,
             body_limit: var("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
             body_timeout: millis("HTTP_BODY_TIMEOUT_MS", 500)?,
-            shutdown_drain: millis("SHUTDOWN_DRAIN_MS", 1_000)?,
+            shutdown_drain: millis("SHUTDOWN_DRAIN_MS", 2_000)?,
             shutdown_timeout: millis("SHUTDOWN_TIMEOUT_MS", 10_000)?,
             admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
         })

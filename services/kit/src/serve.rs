@@ -2,12 +2,20 @@
 
 use std::{future::IntoFuture, io, net::SocketAddr};
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
 use axum::{
     Router,
+    body::{Body, HttpBody},
+    extract::Request,
     http::{HeaderValue, header},
-    response::Response,
+    middleware::Next,
     serve::{Listener, ListenerExt},
 };
+use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -37,11 +45,13 @@ pub async fn http(
         }
     });
     let draining = shutdown.clone();
-    let router = router.layer(axum::middleware::map_response(
-        move |mut response: Response| {
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
             let draining = draining.clone();
             async move {
-                if draining.is_cancelled() {
+                let (request, read) = tracking_body(request);
+                let mut response = next.run(request).await;
+                if draining.is_cancelled() || !read.load(Ordering::Relaxed) {
                     let close = HeaderValue::from_static("close");
                     response.headers_mut().insert(header::CONNECTION, close);
                 }
@@ -62,6 +72,26 @@ pub async fn http(
             Ok(())
         }
     }
+}
+
+/// The request with its body wrapped to record, in the flag returned, whether it was read to
+/// its end. An answer given before that (a 405 or 404 for a request with a body, a 413) ends
+/// its connection, since the rest of the body would be read as the next request: it must say
+/// `Connection: close`, or Nginx keeps the connection for its next request and the replica
+/// closes it under that request (a 502, and a POST is not retried elsewhere).
+fn tracking_body(request: Request) -> (Request, Arc<AtomicBool>) {
+    let (parts, body) = request.into_parts();
+    let read = Arc::new(AtomicBool::new(body.is_end_stream()));
+    if read.load(Ordering::Relaxed) {
+        return (Request::from_parts(parts, body), read);
+    }
+    let end = read.clone();
+    let ended = futures::stream::poll_fn(move |_| {
+        end.store(true, Ordering::Relaxed);
+        std::task::Poll::Ready(None)
+    });
+    let body = Body::from_stream(body.into_data_stream().chain(ended));
+    (Request::from_parts(parts, body), read)
 }
 
 /// A TCP listener that closes its socket as soon as shutdown begins (after taking the

@@ -45,10 +45,7 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 
 #[tokio::test]
 async fn seed_runs_the_original_request_list_and_leaves_nothing_behind() {
-    // 32 connections on three pooled connections a replica, on a machine the other tests load
-    // too: a request may wait for a connection longer than the default 2 s (then 503, by
-    // design; a CI run saw one, its slowest request at 2.5 s). This test is about the answers.
-    let stack = Stack::up_with(&[("DB_ACQUIRE_TIMEOUT_MS", "10000")]);
+    let stack = Stack::up();
     let (passed, summary) = stress(&stack, &["-c", "1", "seed"]);
     assert!(passed, "{summary:#}");
     assert_eq!(summary["requests"], 2000);

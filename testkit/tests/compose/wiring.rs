@@ -8,8 +8,8 @@ use crate::{
         service, sole_variable, strings,
     },
     repository::{
-        braced_placeholders, nats_config_files, nats_environment_variables, nats_user_passwords,
-        parse_database_url, variables_read_under,
+        braced_placeholders, duration_ms, nats_config_files, nats_environment_variables,
+        nats_user_passwords, parse_database_url, variables_read_under,
     },
 };
 
@@ -285,4 +285,34 @@ fn a_value_that_may_be_empty_is_told_from_one_that_cannot() {
     ] {
         assert_eq!(can_be_empty(value), empty, "{value:?}");
     }
+}
+
+#[test]
+fn nginx_closes_an_idle_connection_to_a_replica_before_a_stopping_replica_does() {
+    let template = read("nginx/templates/commerce.conf.template");
+    let compose = compose();
+    let mut problems = Vec::new();
+    for service in SERVICES {
+        let upstream = format!("upstream {service}_service {{");
+        let Some(start) = template.find(&upstream) else {
+            problems.push(format!("no `{upstream}` in the Nginx template"));
+            continue;
+        };
+        let block = &template[start..start + template[start..].find("\n}").unwrap_or(0)];
+        let idle = block
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("keepalive_timeout "))
+            .and_then(|value| duration_ms(value.trim_end_matches(';')));
+        let drain = environment_of(&compose, service, "SHUTDOWN_DRAIN_MS")
+            .parse::<u64>()
+            .ok();
+        match (idle, drain) {
+            (Some(idle), Some(drain)) if idle < drain => {}
+            _ => problems.push(format!(
+                "{service}: Nginx keeps an idle connection {idle:?} ms (60 s unless set), \
+                 the replica closes idle ones {drain:?} ms after SIGTERM"
+            )),
+        }
+    }
+    assert_no_problems("idle upstream connections", problems);
 }

@@ -1,0 +1,108 @@
+//! The HTTP server every service runs, over raw TCP as Nginx speaks to it: an answer given
+//! before the request's body was read ends the connection and says so; one given after keeps it.
+
+use std::time::Duration;
+
+use axum::{Router, body::Body, http::StatusCode, routing::post};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tokio_util::sync::CancellationToken;
+
+/// A server with one route, `POST /echo`, that reads its whole body; any other method on it is
+/// answered 405 at once, without reading the body, as the services' fallbacks do.
+async fn server() -> (String, CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let router = Router::new().route(
+        "/echo",
+        post(|body: Body| async move {
+            let limits = kit::body::Limits {
+                max_bytes: 1024,
+                timeout: Duration::from_secs(5),
+            };
+            match kit::body::read_object(body, limits).await {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::BAD_REQUEST,
+            }
+        })
+        .fallback(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+    );
+    let shutdown = CancellationToken::new();
+    let config = kit::config::Common::from_env(0, "postgres://unused").expect("config");
+    let stop = shutdown.clone();
+    tokio::spawn(async move { kit::serve::http(listener, router, stop, &config).await });
+    (addr, shutdown)
+}
+
+/// Reads one answer's head and returns its status line and lower-cased header lines.
+async fn head(connection: &mut TcpStream) -> (String, Vec<String>) {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), connection.read(&mut byte))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        assert_eq!(n, 1, "the connection closed before an answer: {bytes:?}");
+        bytes.push(byte[0]);
+    }
+    let text = String::from_utf8(bytes).expect("utf-8 head");
+    let mut lines = text.lines().map(str::to_owned);
+    let status = lines.next().expect("status line");
+    (status, lines.map(|line| line.to_lowercase()).collect())
+}
+
+/// Skips an answer's body, given by its `content-length`.
+async fn skip_body(connection: &mut TcpStream, headers: &[String]) {
+    let length: usize = headers
+        .iter()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .map_or(0, |n| n.trim().parse().expect("length"));
+    let mut body = vec![0u8; length];
+    connection.read_exact(&mut body).await.expect("body");
+}
+
+#[tokio::test]
+async fn an_answer_given_before_the_request_body_was_read_says_connection_close() {
+    let (addr, shutdown) = server().await;
+    let mut connection = TcpStream::connect(&addr).await.expect("connect");
+    // The head alone: the body (as Nginx streams it) is still on its way when the 405 is due.
+    let request = "DELETE /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 9\r\n\r\n";
+    connection
+        .write_all(request.as_bytes())
+        .await
+        .expect("write");
+
+    let (status, headers) = head(&mut connection).await;
+
+    assert!(status.contains(" 405 "), "{status}");
+    assert!(
+        headers.iter().any(|line| line == "connection: close"),
+        "{headers:?}"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_answer_to_a_request_whose_body_was_read_keeps_the_connection_for_the_next() {
+    let (addr, shutdown) = server().await;
+    let mut connection = TcpStream::connect(&addr).await.expect("connect");
+    let request = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 9\r\n\r\n{\"a\": 1}\n";
+
+    for _ in 0..2 {
+        connection
+            .write_all(request.as_bytes())
+            .await
+            .expect("write");
+        let (status, headers) = head(&mut connection).await;
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(
+            !headers.iter().any(|line| line.starts_with("connection:")),
+            "{headers:?}"
+        );
+        skip_body(&mut connection, &headers).await;
+    }
+    shutdown.cancel();
+}
