@@ -22,8 +22,9 @@ pub struct Stack {
     dir: PathBuf,
     /// The checkout whose `stack` script runs it.
     checkout: PathBuf,
-    /// Deleted on drop: the temporary state directory, or the private checkout holding it.
-    _temporary: TempDir,
+    /// Deleted on drop: the temporary state directory, or the private checkout holding it (its
+    /// name also names a failed test's kept logs).
+    temporary: TempDir,
     env: Vec<(String, String)>,
     nginx_port: u16,
     nats_port: u16,
@@ -128,7 +129,7 @@ impl Stack {
         let stack = Self {
             dir,
             checkout,
-            _temporary: temporary,
+            temporary,
             env,
             nginx_port,
             nats_port,
@@ -351,7 +352,11 @@ impl Drop for Stack {
         if std::thread::panicking() {
             let kept = std::env::temp_dir().join(format!(
                 "testkit-failed-{}",
-                self.dir.file_name().unwrap_or_default().to_string_lossy()
+                self.temporary
+                    .path()
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
             ));
             let copied = Command::new("cp")
                 .arg("-r")

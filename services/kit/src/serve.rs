@@ -1,10 +1,13 @@
 //! Serving HTTP until shutdown, and the shutdown signal itself.
 
-use std::{future::IntoFuture, io, net::SocketAddr};
-
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    future::IntoFuture,
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use axum::{
