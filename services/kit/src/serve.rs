@@ -54,7 +54,8 @@ pub async fn http(
             async move {
                 let (request, read) = tracking_body(request);
                 let mut response = next.run(request).await;
-                if draining.is_cancelled() || !read.load(Ordering::Relaxed) {
+                let unread = read.is_some_and(|read| !read.load(Ordering::Relaxed));
+                if draining.is_cancelled() || unread {
                     let close = HeaderValue::from_static("close");
                     response.headers_mut().insert(header::CONNECTION, close);
                 }
@@ -78,23 +79,23 @@ pub async fn http(
 }
 
 /// The request with its body wrapped to record, in the flag returned, whether it was read to
-/// its end. An answer given before that (a 405 or 404 for a request with a body, a 413) ends
+/// its end; no flag (and nothing wrapped or allocated) when it has no body. An answer given before that (a 405 or 404 for a request with a body, a 413) ends
 /// its connection, since the rest of the body would be read as the next request: it must say
 /// `Connection: close`, or Nginx keeps the connection for its next request and the replica
 /// closes it under that request (a 502, and a POST is not retried elsewhere).
-fn tracking_body(request: Request) -> (Request, Arc<AtomicBool>) {
-    let (parts, body) = request.into_parts();
-    let read = Arc::new(AtomicBool::new(body.is_end_stream()));
-    if read.load(Ordering::Relaxed) {
-        return (Request::from_parts(parts, body), read);
+fn tracking_body(request: Request) -> (Request, Option<Arc<AtomicBool>>) {
+    if request.body().is_end_stream() {
+        return (request, None);
     }
+    let (parts, body) = request.into_parts();
+    let read = Arc::new(AtomicBool::new(false));
     let end = read.clone();
     let ended = futures::stream::poll_fn(move |_| {
         end.store(true, Ordering::Relaxed);
         std::task::Poll::Ready(None)
     });
     let body = Body::from_stream(body.into_data_stream().chain(ended));
-    (Request::from_parts(parts, body), read)
+    (Request::from_parts(parts, body), Some(read))
 }
 
 /// A TCP listener that closes its socket as soon as shutdown begins (after taking the

@@ -52,12 +52,11 @@ async fn seed(http: &Client) {
 /// of its loss: a killed nats-server's connections close at once, but each replica's client
 /// notices on its own next read, which a loaded machine may schedule a few milliseconds late.
 async fn assert_unready(stack: &Stack, nats: &str, database: &str) {
-    let expected = (json!(nats), json!(database));
     let started = Instant::now();
     loop {
         let readiness = stack.readiness().await;
         let unready = |(_, status, body): &(String, u16, Value)| {
-            *status == 503 && (&body["nats"], &body["database"]) == (&expected.0, &expected.1)
+            *status == 503 && body["nats"] == nats && body["database"] == database
         };
         if readiness.iter().all(unready) {
             return;
