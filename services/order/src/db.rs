@@ -375,6 +375,9 @@ pub async fn record_first_answer(db: &PgPool, key: &str, accepted: bool) -> sqlx
     .map(drop)
 }
 
-/// Forgets keys older than a day: a client retries within minutes, not days.
-pub const PRUNE_IDEMPOTENCY_KEYS: &str =
-    "delete from idempotency_keys where created_at < now() - interval '1 day'";
+/// Forgets keys older than a day: a client retries within minutes, not days. `$1`: most rows
+/// at once (see [`kit::db::prune`]).
+pub const PRUNE_IDEMPOTENCY_KEYS: &str = "delete from idempotency_keys where key in (
+         select key from idempotency_keys where created_at < now() - interval '1 day'
+         order by created_at limit $1
+     )";

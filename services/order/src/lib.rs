@@ -81,7 +81,7 @@ pub async fn run(
         metrics,
         saga,
     };
-    let pruning = kit::db::prune_every_minute(pool.clone(), db::PRUNE_IDEMPOTENCY_KEYS);
+    let pruning = kit::db::prune_continually(pool.clone(), db::PRUNE_IDEMPOTENCY_KEYS);
     let listener_task = nats::listen_outcomes(&state).await?;
     let queries = nats::start_queries(state.clone()).await?;
     let workers = saga::start(state.clone(), common.stream_replicas, &queries.rank()).await?;

@@ -64,7 +64,7 @@ pub async fn run(
     };
     let handlers = nats::start(state.clone()).await?;
     let saga = saga::start(state.clone(), common.stream_replicas, &handlers.rank()).await?;
-    let pruning = kit::db::prune_every_minute(pool.clone(), kit::db::PRUNE_COMMAND_LOG);
+    let pruning = kit::db::prune_continually(pool.clone(), kit::db::PRUNE_COMMAND_LOG);
     let reset_state = state.clone();
     let admin = kit::admin::listen(
         &nats,

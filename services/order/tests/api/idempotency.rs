@@ -210,3 +210,27 @@ async fn a_malformed_idempotency_key_is_400() {
     assert_eq!(twice.status(), 400);
     assert_eq!(orders_in_db(&world), "0");
 }
+
+#[tokio::test]
+async fn the_service_forgets_keys_older_than_a_day_within_seconds_and_keeps_the_others() {
+    let world = World::new().await;
+    Postgres::shared().query(
+        &world.order_db,
+        "insert into idempotency_keys (key, order_id, user_id, product_id, quantity, created_at)
+         select 'k' || n, gen_random_uuid(), 1, 1, 1,
+                now() - case when n % 2 = 0 then interval '25 hours' else interval '23 hours' end
+         from generate_series(1, 10) n",
+    );
+    let pool = sqlx::PgPool::connect(&world.order_db)
+        .await
+        .expect("connect");
+    let kept =
+        "select count(*) filter (where created_at > now() - interval '1 day') || ' of ' || count(*)
+                from idempotency_keys";
+
+    testkit::eventually("the keys older than a day pruned", || async {
+        let kept: String = sqlx::query_scalar(kept).fetch_one(&pool).await.ok()?;
+        (kept == "5 of 5").then_some(())
+    })
+    .await;
+}
