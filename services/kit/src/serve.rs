@@ -79,10 +79,11 @@ pub async fn http(
 }
 
 /// The request with its body wrapped to record, in the flag returned, whether it was read to
-/// its end; no flag (and nothing wrapped or allocated) when it has no body. An answer given before that (a 405 or 404 for a request with a body, a 413) ends
-/// its connection, since the rest of the body would be read as the next request: it must say
-/// `Connection: close`, or Nginx keeps the connection for its next request and the replica
-/// closes it under that request (a 502, and a POST is not retried elsewhere).
+/// its end; no flag (and nothing wrapped or allocated) when it has no body. An answer given
+/// before that (a 405 or 404 for a request with a body, a 413) ends its connection, since the
+/// rest of the body would be read as the next request: it must say `Connection: close`, or
+/// Nginx keeps the connection for its next request and the replica closes it under that
+/// request (a 502, and a POST is not retried elsewhere).
 fn tracking_body(request: Request) -> (Request, Option<Arc<AtomicBool>>) {
     if request.body().is_end_stream() {
         return (request, None);

@@ -2,22 +2,15 @@
 //! use go, however many there are (a chunk at a time), and recent ones stay. (The order
 //! service's idempotency keys: `services/order/tests/api/idempotency.rs`.)
 
-use std::path::Path;
-
-use sqlx::{PgPool, migrate::Migrator};
+use sqlx::PgPool;
 use testkit::Postgres;
 
-/// A fresh database with the migrations of `service` applied.
-async fn migrated(service: &str) -> PgPool {
+/// A fresh database with the user service's migrations applied.
+async fn user_database() -> PgPool {
     let pool = PgPool::connect(&Postgres::shared().database())
         .await
         .expect("connect");
-    let migrations = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../migrations")
-        .join(service);
-    Migrator::new(migrations)
-        .await
-        .expect("migrations")
+    sqlx::migrate!("../../migrations/user")
         .run(&pool)
         .await
         .expect("migrate");
@@ -26,7 +19,7 @@ async fn migrated(service: &str) -> PgPool {
 
 #[tokio::test]
 async fn pruning_the_command_log_deletes_every_old_command_in_chunks_and_keeps_the_recent_ones() {
-    let pool = migrated("user").await;
+    let pool = user_database().await;
     let old = 2 * kit::db::PRUNE_CHUNK + 500;
     sqlx::query(
         "insert into command_log (id, outcome, at)
