@@ -3,7 +3,11 @@
 //! is what the performance targets are ratios of (bench/README.md): it costs what the work
 //! itself costs on this machine, so the ratio says what the architecture costs.
 //!
-//! `DATABASE_URL=postgres://... PORT=9090 POOL=8 baseline`
+//! With `NATS_URL` set it is instead the architecture's floor (bench/floor.sh): each write goes
+//! from its HTTP handler to this same process as one NATS request, and each order is placed as
+//! the smallest saga (stored, user and stock asked at once over NATS, decided), nothing else.
+//!
+//! `DATABASE_URL=postgres://... PORT=9090 POOL=8 [NATS_URL=nats://...] baseline`
 
 use axum::{
     Json, Router,
@@ -17,11 +21,14 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row, postgres::PgPoolOptions};
 
-const SCHEMA: [&str; 4] = [
+mod floor;
+
+const SCHEMA: [&str; 5] = [
     "create table if not exists users (id int primary key, username text not null, email text not null, password text not null)",
     "create table if not exists products (id int primary key, name text not null, description text not null, price double precision not null, quantity int not null check (quantity >= 0))",
     "create table if not exists orders (id uuid primary key, user_id int not null, product_id int not null, quantity int not null)",
     "create index if not exists orders_by_user on orders (user_id)",
+    "create table if not exists pending_orders (id uuid primary key, user_id int not null, product_id int not null, quantity int not null, state text not null)",
 ];
 
 #[tokio::main]
@@ -40,14 +47,24 @@ async fn main() -> anyhow::Result<()> {
     for statement in SCHEMA {
         sqlx::query(statement).execute(&db).await?;
     }
+    let writes = match std::env::var("NATS_URL") {
+        Ok(url) => {
+            let client = async_nats::connect(url).await?;
+            tokio::spawn(floor::serve(client.clone(), db.clone()));
+            floor::routes(client)
+        }
+        Err(_) => Router::new()
+            .route("/user", post(post_user))
+            .route("/product", post(post_product))
+            .route("/order", post(place_order))
+            .with_state(db.clone()),
+    };
     let app = Router::new()
         .route("/user/{id}", get(get_user))
-        .route("/user", post(post_user))
         .route("/product/{id}", get(get_product))
-        .route("/product", post(post_product))
-        .route("/order", post(place_order))
         .route("/user/purchased/{id}", get(purchased))
-        .with_state(db);
+        .with_state(db)
+        .merge(writes);
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     axum::serve(listener, app).await?;
     Ok(())
