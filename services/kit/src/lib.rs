@@ -1,5 +1,5 @@
-//! What every service process shares: configuration, JSON bodies, connections, health, shutdown,
-//! metrics, tracing.
+//! What every service process shares: configuration, JSON bodies, connections, health, start-up
+//! and shutdown, metrics, tracing.
 //!
 //! The services differ in their data and messages; this crate holds the parts that must
 //! behave the same in all of them, so that a fix here is a fix everywhere.
@@ -18,4 +18,5 @@ pub mod jetstream;
 pub mod metrics;
 pub mod nats;
 pub mod serve;
+pub mod starting;
 pub mod telemetry;

@@ -1,9 +1,15 @@
 //! The HTTP server every service runs, over raw TCP as Nginx speaks to it: an answer given
 //! before the request's body was read ends the connection and says so; one given after keeps it.
+//! And what a service's port answers while the service starts.
 
 use std::time::Duration;
 
-use axum::{Router, body::Body, http::StatusCode, routing::post};
+use axum::{
+    Router,
+    body::Body,
+    http::StatusCode,
+    routing::{get, post},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -54,14 +60,15 @@ async fn head(connection: &mut TcpStream) -> (String, Vec<String>) {
     (status, lines.map(|line| line.to_lowercase()).collect())
 }
 
-/// Skips an answer's body, given by its `content-length`.
-async fn skip_body(connection: &mut TcpStream, headers: &[String]) {
+/// Reads an answer's body, given by its `content-length`.
+async fn body(connection: &mut TcpStream, headers: &[String]) -> String {
     let length: usize = headers
         .iter()
         .find_map(|line| line.strip_prefix("content-length: "))
         .map_or(0, |n| n.trim().parse().expect("length"));
     let mut body = vec![0u8; length];
     connection.read_exact(&mut body).await.expect("body");
+    String::from_utf8(body).expect("utf-8 body")
 }
 
 #[tokio::test]
@@ -102,7 +109,63 @@ async fn an_answer_to_a_request_whose_body_was_read_keeps_the_connection_for_the
             !headers.iter().any(|line| line.starts_with("connection:")),
             "{headers:?}"
         );
-        skip_body(&mut connection, &headers).await;
+        body(&mut connection, &headers).await;
+    }
+    shutdown.cancel();
+}
+
+/// Sends `request` (a request line) on a new connection, without a body.
+async fn send(addr: &str, request: &str) -> TcpStream {
+    let mut connection = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("{request} HTTP/1.1\r\nhost: x\r\n\r\n");
+    connection
+        .write_all(request.as_bytes())
+        .await
+        .expect("write");
+    connection
+}
+
+/// Reads the answer on `connection`: its status line, whether it closes the connection, its body.
+async fn answer(connection: &mut TcpStream) -> (String, bool, String) {
+    let (status, headers) = head(connection).await;
+    let closes = headers.iter().any(|line| line == "connection: close");
+    (status, closes, body(connection, &headers).await)
+}
+
+#[tokio::test]
+async fn a_starting_service_answers_its_probes_at_once_and_other_requests_once_it_is_ready() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let starting = kit::starting::serve(&listener).expect("start-up answers");
+
+    let (status, closes, text) = answer(&mut send(&addr, "GET /ready").await).await;
+    assert!(status.contains(" 503 ") && closes, "{status}");
+    assert_eq!(text, r#"{"status":"starting"}"#);
+    let (status, closes, text) = answer(&mut send(&addr, "GET /health").await).await;
+    assert!(status.contains(" 200 ") && closes, "{status}");
+    assert_eq!(text, r#"{"status":"ok"}"#);
+    // A request for the service itself waits until the service can serve it.
+    let mut early = send(&addr, "GET /thing").await;
+    let mut byte = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(300), early.peek(&mut byte)).await;
+    assert!(waited.is_err(), "answered before the service was ready");
+
+    let router = Router::new()
+        .route("/thing", get(|| async { "served" }))
+        .route("/ready", get(|| async { "ready" }));
+    starting.ready(router.clone());
+    let (status, closes, text) = answer(&mut early).await;
+    assert!(status.contains(" 200 ") && closes, "{status}");
+    assert_eq!(text, "served");
+
+    let shutdown = CancellationToken::new();
+    let config = kit::config::Common::from_env(0, "postgres://unused").expect("config");
+    let stop = shutdown.clone();
+    tokio::spawn(async move { kit::serve::http(listener, router, stop, &config).await });
+    for _ in 0..5 {
+        let (status, _, text) = answer(&mut send(&addr, "GET /ready").await).await;
+        assert!(status.contains(" 200 "), "once started: {status}");
+        assert_eq!(text, "ready");
     }
     shutdown.cancel();
 }

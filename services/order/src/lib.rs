@@ -59,6 +59,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let common = &config.common;
+    // Until it can serve, its port answers the probes at once and holds other requests.
+    let starting = kit::starting::serve(&listener)?;
     let (pool, database) = kit::db::connect(common, "order", &MIGRATOR).await?;
     let nats = kit::nats::connect(common, "order").await?;
     let mut saga = None;
@@ -100,9 +102,11 @@ pub async fn run(
         move || nats::reset(reset_state.clone()),
     )
     .await?;
+    let router = http::router(state);
+    starting.ready(router.clone());
     tracing::info!(addr = %listener.local_addr()?, "order service ready");
 
-    kit::serve::http(listener, http::router(state), shutdown, common).await?;
+    kit::serve::http(listener, router, shutdown, common).await?;
     sweeping.cancel();
     let _ = sweeper.await;
     // Side by side, so that the whole stop takes one shutdown timeout at most.
