@@ -44,7 +44,8 @@ pub fn serve(listener: &TcpListener) -> io::Result<Starting> {
     let (router, ready) = watch::channel(None);
     let stop = CancellationToken::new();
     let listener = Until {
-        listener: shared,
+        addr: shared.local_addr()?,
+        listener: Some(shared),
         stop: stop.clone(),
     };
     let server = tokio::spawn(async move {
@@ -54,7 +55,7 @@ pub fn serve(listener: &TcpListener) -> io::Result<Starting> {
         }
     });
     // Once it accepts no more, its connections end by themselves (each answer closes its own);
-    // the accepting task, and the shared socket's second descriptor, go once they have.
+    // the accepting task goes once they have.
     let stopped = stop.clone();
     tokio::spawn(async move {
         stopped.cancelled().await;
@@ -81,10 +82,14 @@ impl Drop for Starting {
     }
 }
 
-/// The shared listener, until `stop`: then it accepts nothing more (rather than closing the
-/// connections it has taken but not yet read, as a graceful shutdown would, resetting them).
+/// The shared listener, until `stop`: then it accepts nothing more and closes its descriptor of
+/// the socket (the service's own stays), rather than closing the connections it has taken but
+/// not yet read, as a graceful shutdown would (resetting them). Left open, it would keep the
+/// socket listening after the service closes its own at shutdown: connections would queue
+/// where nobody takes them.
 struct Until {
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
     stop: CancellationToken,
 }
 
@@ -94,20 +99,29 @@ impl Listener for Until {
 
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
-            tokio::select! {
+            let Some(listener) = &self.listener else {
+                return std::future::pending().await;
+            };
+            let stopped = tokio::select! {
                 biased;
-                () = self.stop.cancelled() => std::future::pending::<()>().await,
-                accepted = self.listener.accept() => match accepted {
+                () = self.stop.cancelled() => true,
+                accepted = listener.accept() => match accepted {
                     Ok(connection) => return connection,
-                    // As the service's own listener would, without spinning on the error.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(_) => {
+                        // As the service's own listener would, without spinning on the error.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        false
+                    }
                 },
+            };
+            if stopped {
+                self.listener = None;
             }
         }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.addr)
     }
 }
 

@@ -167,5 +167,16 @@ async fn a_starting_service_answers_its_probes_at_once_and_other_requests_once_i
         assert!(status.contains(" 200 "), "once started: {status}");
         assert_eq!(text, "ready");
     }
+
+    // When the service stops, its port refuses connections at once: nothing of start-up keeps
+    // the socket listening.
     shutdown.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the port still takes connections 2 s after the service began to stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
