@@ -11,10 +11,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use serde_json::json;
 use sqlx::PgPool;
 
-use crate::{Body, answer, empty, failed, order_error, post_product, post_user};
+use crate::{Order, empty, failed, order_error, post_product, post_user};
 
 /// `POST /user`, `/product` and `/order`, each forwarded as a NATS request to [`serve`].
 pub fn routes(client: async_nats::Client) -> Router {
@@ -126,20 +125,10 @@ async fn ask(client: &async_nats::Client, subject: &'static str, body: String) -
 /// and the stock taken by two NATS requests at once (a commit), then confirmed and added to the
 /// purchase history, or the stock put back (a commit).
 async fn saga(client: &async_nats::Client, db: &PgPool, bytes: Bytes) -> Response {
-    let invalid = |status| order_error(status, "Invalid Request");
-    let Some(body) = Body::parse(&bytes).filter(|b| b.command() == Some("place order")) else {
-        return invalid(StatusCode::BAD_REQUEST);
+    let Some(order) = Order::parse(&bytes) else {
+        return order_error(StatusCode::BAD_REQUEST, "Invalid Request");
     };
-    let (Some(user_id), Some(product_id), Some(quantity)) = (
-        body.int("user_id"),
-        body.int("product_id"),
-        body.int("quantity"),
-    ) else {
-        return invalid(StatusCode::BAD_REQUEST);
-    };
-    if quantity < 1 {
-        return invalid(StatusCode::BAD_REQUEST);
-    }
+    let Order(user_id, product_id, quantity) = order;
     let id = uuid::Uuid::new_v4();
     let pending = sqlx::query("insert into pending_orders values ($1, $2, $3, $4, 'pending')")
         .bind(id)
@@ -190,11 +179,8 @@ async fn saga(client: &async_nats::Client, db: &PgPool, bytes: Bytes) -> Respons
         return failed(error);
     }
     match (user, stock) {
-        (Some(true), Some(true)) => answer(
-            StatusCode::OK,
-            json!({"id": id, "product_id": product_id, "user_id": user_id, "quantity": quantity, "status": "Success"}),
-        ),
-        (Some(false), _) => invalid(StatusCode::NOT_FOUND),
+        (Some(true), Some(true)) => order.placed(id),
+        (Some(false), _) => order_error(StatusCode::NOT_FOUND, "Invalid Request"),
         (_, Some(false)) => order_error(StatusCode::CONFLICT, "Exceeded quantity limit"),
         _ => empty(StatusCode::SERVICE_UNAVAILABLE),
     }

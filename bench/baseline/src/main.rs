@@ -299,23 +299,44 @@ async fn post_product(State(db): State<PgPool>, bytes: Bytes) -> Response {
     }
 }
 
+/// What an order says, by the contract's rules: (user, product, quantity).
+#[derive(Clone, Copy)]
+struct Order(i32, i32, i32);
+
+impl Order {
+    /// The order `bytes` ask for, if they are a valid one (otherwise 400).
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let body = Body::parse(bytes).filter(|b| b.command() == Some("place order"))?;
+        match (
+            body.int("user_id"),
+            body.int("product_id"),
+            body.int("quantity"),
+        ) {
+            (Some(user), Some(product), Some(quantity)) if quantity >= 1 => {
+                Some(Self(user, product, quantity))
+            }
+            _ => None,
+        }
+    }
+
+    /// The answer to the order, placed as `id`.
+    fn placed(&self, id: uuid::Uuid) -> Response {
+        let Self(user_id, product_id, quantity) = *self;
+        answer(
+            StatusCode::OK,
+            json!({"id": id, "product_id": product_id, "user_id": user_id, "quantity": quantity, "status": "Success"}),
+        )
+    }
+}
+
 /// One transaction: the buyer exists, the stock is taken by a conditional decrement, the
 /// order is stored.
 async fn place_order(State(db): State<PgPool>, bytes: Bytes) -> Response {
     let invalid = |status| order_error(status, "Invalid Request");
-    let Some(body) = Body::parse(&bytes).filter(|b| b.command() == Some("place order")) else {
+    let Some(order) = Order::parse(&bytes) else {
         return invalid(StatusCode::BAD_REQUEST);
     };
-    let (Some(user_id), Some(product_id), Some(quantity)) = (
-        body.int("user_id"),
-        body.int("product_id"),
-        body.int("quantity"),
-    ) else {
-        return invalid(StatusCode::BAD_REQUEST);
-    };
-    if quantity < 1 {
-        return invalid(StatusCode::BAD_REQUEST);
-    }
+    let Order(user_id, product_id, quantity) = order;
     let placed = async {
         let mut tx = db.begin().await?;
         let buyer = sqlx::query("select 1 from users where id = $1")
@@ -354,10 +375,7 @@ async fn place_order(State(db): State<PgPool>, bytes: Bytes) -> Response {
         Ok(Ok(id))
     };
     match placed.await {
-        Ok(Ok(id)) => answer(
-            StatusCode::OK,
-            json!({"id": id, "product_id": product_id, "user_id": user_id, "quantity": quantity, "status": "Success"}),
-        ),
+        Ok(Ok(id)) => order.placed(id),
         Ok(Err(refused)) => refused,
         Err(error) => failed(error),
     }
