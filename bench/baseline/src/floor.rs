@@ -165,13 +165,7 @@ async fn saga(client: &async_nats::Client, db: &PgPool, bytes: Bytes) -> Respons
             .execute(&mut *tx)
             .await?;
         if confirmed {
-            sqlx::query("insert into orders values ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(user_id)
-                .bind(product_id)
-                .bind(quantity)
-                .execute(&mut *tx)
-                .await?;
+            order.store(&mut tx, id).await?;
         }
         tx.commit().await
     };

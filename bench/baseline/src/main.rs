@@ -319,6 +319,19 @@ impl Order {
         }
     }
 
+    /// Adds the order, placed as `id`, to the purchase history.
+    async fn store(&self, tx: &mut sqlx::PgConnection, id: uuid::Uuid) -> sqlx::Result<()> {
+        let Self(user_id, product_id, quantity) = *self;
+        sqlx::query("insert into orders values ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(user_id)
+            .bind(product_id)
+            .bind(quantity)
+            .execute(tx)
+            .await
+            .map(drop)
+    }
+
     /// The answer to the order, placed as `id`.
     fn placed(&self, id: uuid::Uuid) -> Response {
         let Self(user_id, product_id, quantity) = *self;
@@ -364,13 +377,7 @@ async fn place_order(State(db): State<PgPool>, bytes: Bytes) -> Response {
             }));
         }
         let id = uuid::Uuid::new_v4();
-        sqlx::query("insert into orders values ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(user_id)
-            .bind(product_id)
-            .bind(quantity)
-            .execute(&mut *tx)
-            .await?;
+        order.store(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Ok(id))
     };

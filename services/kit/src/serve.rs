@@ -102,10 +102,13 @@ fn tracking_body(request: Request) -> (Request, Option<Arc<AtomicBool>>) {
 /// A TCP listener that closes its socket as soon as shutdown begins (after taking the
 /// connections already waiting in its backlog), so that connection attempts are refused rather
 /// than queued where nobody will accept them.
-struct Closing {
+pub(crate) struct Closing {
     listener: Option<TcpListener>,
     addr: SocketAddr,
     shutdown: CancellationToken,
+    /// Whether the connections waiting in the backlog at shutdown are taken first: not when
+    /// another listener on the same socket stays to take them (see [`crate::starting`]).
+    backlog: bool,
 }
 
 impl Closing {
@@ -114,6 +117,18 @@ impl Closing {
             addr: listener.local_addr()?,
             listener: Some(listener),
             shutdown,
+            backlog: true,
+        })
+    }
+    /// Like [`Closing::new`], but at shutdown it leaves the connections waiting in the backlog
+    /// to the other listener on the same socket, and closes only its own descriptor.
+    pub(crate) fn leaving_backlog(
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> io::Result<Self> {
+        Ok(Self {
+            backlog: false,
+            ..Self::new(listener, shutdown)?
         })
     }
 }
@@ -128,6 +143,10 @@ impl Listener for Closing {
             let Some(listener) = &self.listener else {
                 return std::future::pending().await;
             };
+            if self.shutdown.is_cancelled() && !self.backlog {
+                self.listener = None;
+                continue;
+            }
             if self.shutdown.is_cancelled() {
                 // Connections the kernel has already completed would be reset with the socket,
                 // after the client may have sent its request on them: take them first (they are

@@ -2,22 +2,20 @@
 //! reached its database and NATS, and the probes are answered at once meanwhile, other requests
 //! as soon as the service can serve them.
 
-use std::{io, net::SocketAddr, os::fd::AsFd, time::Duration};
+use std::{io, os::fd::AsFd, time::Duration};
 
 use axum::{
     Json, Router,
     extract::Request,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    serve::Listener,
 };
 use serde_json::json;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::watch,
-};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::serve::Closing;
 
 /// How long a request that came during start-up waits for the service before it is answered
 /// 503: less than Nginx's `proxy_read_timeout` (15 s), so that Nginx gets an answer.
@@ -43,11 +41,12 @@ pub fn serve(listener: &TcpListener) -> io::Result<Starting> {
     let shared = TcpListener::from_std(shared)?;
     let (router, ready) = watch::channel(None);
     let stop = CancellationToken::new();
-    let listener = Until {
-        addr: shared.local_addr()?,
-        listener: Some(shared),
-        stop: stop.clone(),
-    };
+    // When the service is ready, this server stops accepting and closes its descriptor of the
+    // socket (not the socket): the connections taken are answered, and the service takes those
+    // still waiting. Closing the connections taken but not yet read, as a graceful shutdown
+    // would, would reset them; keeping the descriptor would keep the port listening after the
+    // service closes its own at shutdown, with nobody to take what queues there.
+    let listener = Closing::leaving_backlog(shared, stop.clone())?;
     let server = tokio::spawn(async move {
         let app = Router::new().fallback(move |request| answer(request, ready.clone()));
         if let Err(error) = axum::serve(listener, app).await {
@@ -79,49 +78,6 @@ impl Starting {
 impl Drop for Starting {
     fn drop(&mut self) {
         self.stop.cancel();
-    }
-}
-
-/// The shared listener, until `stop`: then it accepts nothing more and closes its descriptor of
-/// the socket (the service's own stays), rather than closing the connections it has taken but
-/// not yet read, as a graceful shutdown would (resetting them). Left open, it would keep the
-/// socket listening after the service closes its own at shutdown: connections would queue
-/// where nobody takes them.
-struct Until {
-    listener: Option<TcpListener>,
-    addr: SocketAddr,
-    stop: CancellationToken,
-}
-
-impl Listener for Until {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return std::future::pending().await;
-            };
-            let stopped = tokio::select! {
-                biased;
-                () = self.stop.cancelled() => true,
-                accepted = listener.accept() => match accepted {
-                    Ok(connection) => return connection,
-                    Err(_) => {
-                        // As the service's own listener would, without spinning on the error.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        false
-                    }
-                },
-            };
-            if stopped {
-                self.listener = None;
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.addr)
     }
 }
 
