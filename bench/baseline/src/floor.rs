@@ -17,10 +17,17 @@ use crate::{Order, empty, failed, order_error, post_product, post_user};
 
 /// `POST /user`, `/product` and `/order`, each forwarded as a NATS request to [`serve`].
 pub fn routes(client: async_nats::Client) -> Router {
+    let to = |subject: &'static str| {
+        post(
+            move |State(client): State<async_nats::Client>, bytes: Bytes| async move {
+                forward(&client, subject, bytes).await
+            },
+        )
+    };
     Router::new()
-        .route("/user", post(forward_user))
-        .route("/product", post(forward_product))
-        .route("/order", post(forward_order))
+        .route("/user", to("baseline.user"))
+        .route("/product", to("baseline.product"))
+        .route("/order", to("baseline.order"))
         .with_state(client)
 }
 
@@ -71,11 +78,7 @@ async fn forward(client: &async_nats::Client, subject: &'static str, bytes: Byte
     }
 }
 
-async fn forward_order(State(client): State<async_nats::Client>, bytes: Bytes) -> Response {
-    forward(&client, "baseline.order", bytes).await
-}
-
-/// A saga step's answer: 200 with `"ok"`, `"no"` or `"gone"`.
+/// A saga step's answer: 200 with `"ok"` or `"no"`.
 fn step(outcome: sqlx::Result<&'static str>) -> Response {
     match outcome {
         Ok(answer) => answer.into_response(),
@@ -178,12 +181,4 @@ async fn saga(client: &async_nats::Client, db: &PgPool, bytes: Bytes) -> Respons
         (_, Some(false)) => order_error(StatusCode::CONFLICT, "Exceeded quantity limit"),
         _ => empty(StatusCode::SERVICE_UNAVAILABLE),
     }
-}
-
-async fn forward_user(State(client): State<async_nats::Client>, bytes: Bytes) -> Response {
-    forward(&client, "baseline.user", bytes).await
-}
-
-async fn forward_product(State(client): State<async_nats::Client>, bytes: Bytes) -> Response {
-    forward(&client, "baseline.product", bytes).await
 }

@@ -120,6 +120,7 @@ impl Closing {
             backlog: true,
         })
     }
+
     /// Like [`Closing::new`], but at shutdown it leaves the connections waiting in the backlog
     /// to the other listener on the same socket, and closes only its own descriptor.
     pub(crate) fn leaving_backlog(

@@ -20,6 +20,7 @@ use crate::serve::Closing;
 /// How long a request that came during start-up waits for the service before it is answered
 /// 503: less than Nginx's `proxy_read_timeout` (15 s), so that Nginx gets an answer.
 const HOLD: Duration = Duration::from_secs(10);
+
 /// Start-up answers being served on a listener until [`Starting::ready`] (or until dropped).
 pub struct Starting {
     router: watch::Sender<Option<Router>>,
