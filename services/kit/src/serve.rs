@@ -19,7 +19,7 @@ use axum::{
     serve::{Listener, ListenerExt},
 };
 use futures::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Common;
@@ -211,11 +211,29 @@ where
     // on a thread of its own.
     let _telemetry = crate::telemetry::init(name);
     tokio::runtime::Runtime::new()?.block_on(async {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
         run(config, listener, on_signal()).await
     })
+}
+
+/// Connections a listening socket holds until they are accepted (the kernel caps it at
+/// `net.core.somaxconn`). Nginx opens connections in bursts (when a replica restarts, or beyond
+/// the ones it keeps alive): past the backlog a connection's first packet is dropped, and
+/// retried only a second later.
+const BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with a backlog of [`BACKLOG`] connections (tokio's `bind` gives 128).
+/// Call within the runtime.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted replica binds while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C: the one shutdown signal the process passes around.

@@ -16,6 +16,22 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+#[tokio::test]
+async fn a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped() {
+    let listener = kit::serve::listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    // Nobody accepts: the kernel completes each connection and keeps it in the backlog, or
+    // drops its first packet, and the client would retry only a second later.
+    let connects = (0..500)
+        .map(|_| tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)));
+    let connected = futures::future::join_all(connects)
+        .await
+        .into_iter()
+        .filter(|outcome| matches!(outcome, Ok(Ok(_))))
+        .count();
+    assert_eq!(connected, 500, "every connection of the burst was taken in");
+}
+
 /// A server with one route, `POST /echo`, that reads its whole body; any other method on it is
 /// answered 405 at once, without reading the body, as the services' fallbacks do.
 async fn server() -> (String, CancellationToken) {
