@@ -22,9 +22,13 @@ pub use error::Error;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
 
-/// What every handler, HTTP or NATS, works with.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler, HTTP or NATS, works with: one [`Shared`] behind a pointer, so that a
+/// request or a message clones the pointer, not the pool, the NATS client and the rest (in the
+/// product service those clones were 6 % of a read's CPU).
+pub type AppState = Arc<Shared>;
+
+/// The connections and settings behind [`AppState`].
+pub struct Shared {
     /// Connections to `order_db`.
     pub pool: PgPool,
     /// The NATS connection.
@@ -66,7 +70,7 @@ pub async fn run(
     let mut saga = None;
     let metrics = kit::metrics::Metrics::new(|registry| saga = Some(metrics::Saga::new(registry)));
     let saga = saga.ok_or_else(|| anyhow::anyhow!("saga metrics not registered"))?;
-    let state = AppState {
+    let state = Arc::new(Shared {
         pool: pool.clone(),
         nats: nats.clone(),
         js: async_nats::jetstream::new(nats.clone()),
@@ -82,7 +86,7 @@ pub async fn run(
         database,
         metrics,
         saga,
-    };
+    });
     let pruning = kit::db::prune_continually(pool.clone(), db::PRUNE_IDEMPOTENCY_KEYS);
     let listener_task = nats::listen_outcomes(&state).await?;
     let queries = nats::start_queries(state.clone()).await?;

@@ -7,6 +7,8 @@ mod error;
 mod http;
 mod nats;
 
+use std::sync::Arc;
+
 use kit::body::Limits;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -17,9 +19,13 @@ pub use error::Error;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/user");
 
-/// What every handler, HTTP or NATS, works with.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler, HTTP or NATS, works with: one [`Shared`] behind a pointer, so that a
+/// request or a message clones the pointer, not the pool, the NATS client and the rest (in the
+/// product service those clones were 6 % of a read's CPU).
+pub type AppState = Arc<Shared>;
+
+/// The connections and settings behind [`AppState`].
+pub struct Shared {
     /// Connections to `user_db`.
     pub pool: PgPool,
     /// The NATS connection commands are sent and served on.
@@ -49,7 +55,7 @@ pub async fn run(
     let starting = kit::starting::serve(&listener)?;
     let (pool, database) = kit::db::connect(common, "user", &MIGRATOR).await?;
     let nats = kit::nats::connect(common, "user").await?;
-    let state = AppState {
+    let state = Arc::new(Shared {
         pool: pool.clone(),
         nats: nats.clone(),
         js: async_nats::jetstream::new(nats.clone()),
@@ -61,7 +67,7 @@ pub async fn run(
         },
         database,
         metrics: kit::metrics::Metrics::new(|_| {}),
-    };
+    });
     let handlers = nats::start(state.clone()).await?;
     let saga = nats::start_saga(state.clone(), common.stream_replicas, &handlers.rank()).await?;
     let pruning = kit::db::prune_continually(pool.clone(), kit::db::PRUNE_COMMAND_LOG);

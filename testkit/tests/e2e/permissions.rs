@@ -1,5 +1,6 @@
 //! Least privilege on the running stack: each service's NATS user publishes and subscribes only
-//! what it must (nats/permissions.conf), and each database role reaches only its own database.
+//! what it must (nats/permissions.conf), and each database role reaches only its own database,
+//! with its password, over TCP or the server's socket.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -203,5 +204,56 @@ async fn a_services_database_role_reaches_its_own_database_and_no_other() {
                 );
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn on_one_host_the_services_use_the_database_socket_which_still_asks_for_their_password() {
+    let stack = Stack::up();
+    let port = stack
+        .env()
+        .iter()
+        .find(|(name, _)| name == "STACK_PG_PORT")
+        .map(|(_, port)| port.clone())
+        .expect("the stack's PostgreSQL port");
+    let socket_dir = stack.dir().join("pg").join("run");
+    for service in ["user", "product", "order"] {
+        // The replicas' sessions, as their own role sees them: none over TCP (that one is ours).
+        let mut own = sqlx::PgConnection::connect(&stack.database_url(service, service))
+            .await
+            .unwrap_or_else(|error| panic!("{service} over TCP: {error}"));
+        let sessions: Vec<Option<String>> = sqlx::query_scalar(
+            "select host(client_addr) from pg_stat_activity \
+             where usename = current_user and pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut own)
+        .await
+        .expect("the role's sessions");
+        assert!(
+            !sessions.is_empty(),
+            "{service}: no session of its replicas"
+        );
+        assert!(
+            sessions.iter().all(Option::is_none),
+            "{service}: replicas connected over TCP: {sessions:?}"
+        );
+
+        let socket = |password: &str| {
+            format!(
+                "postgres://{service}_svc{password}@localhost/{service}_db?host={}&port={port}",
+                socket_dir.display()
+            )
+        };
+        let error = sqlx::PgConnection::connect(&socket(""))
+            .await
+            .err()
+            .unwrap_or_else(|| {
+                panic!("{service}_svc connected over the socket without a password")
+            });
+        assert!(error.to_string().contains("password"), "{service}: {error}");
+        let password = format!(":{}", stack.secret(&format!("{service}_db_password")));
+        sqlx::PgConnection::connect(&socket(&password))
+            .await
+            .unwrap_or_else(|error| panic!("{service} over the socket: {error}"));
     }
 }
