@@ -251,12 +251,7 @@ impl Stack {
         } else {
             database.to_owned()
         };
-        let port: u16 = self
-            .env
-            .iter()
-            .find(|(name, _)| name == "STACK_PG_PORT")
-            .map(|(_, port)| port.parse().expect("a port"))
-            .expect("the stack's PostgreSQL port");
+        let port = self.pg_port();
         let password = self.secret(&format!("{role}_db_password"));
         // On several hosts, each service's database has a server of its own on the database
         // host (after the hosts), at the port after the previous service's.
@@ -267,6 +262,15 @@ impl Stack {
             _ => format!("127.0.0.1:{port}"),
         };
         format!("postgres://{role}_svc:{password}@{address}/{database}")
+    }
+
+    /// The port of the stack's PostgreSQL (on several hosts, the user service's server's).
+    pub fn pg_port(&self) -> u16 {
+        self.env
+            .iter()
+            .find(|(name, _)| name == "STACK_PG_PORT")
+            .map(|(_, port)| port.parse().expect("a port"))
+            .expect("the stack's PostgreSQL port")
     }
 
     /// A secret `./stack` generated (`.stack/secrets/<name>`).

@@ -210,12 +210,7 @@ async fn a_services_database_role_reaches_its_own_database_and_no_other() {
 #[tokio::test]
 async fn on_one_host_the_services_use_the_database_socket_which_still_asks_for_their_password() {
     let stack = Stack::up();
-    let port = stack
-        .env()
-        .iter()
-        .find(|(name, _)| name == "STACK_PG_PORT")
-        .map(|(_, port)| port.clone())
-        .expect("the stack's PostgreSQL port");
+    let port = stack.pg_port();
     let socket_dir = stack.dir().join("pg").join("run");
     for service in ["user", "product", "order"] {
         // The replicas' sessions, as their own role sees them: none over TCP (that one is ours).
