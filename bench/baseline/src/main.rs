@@ -63,11 +63,25 @@ async fn main() -> anyhow::Result<()> {
         .route("/user/{id}", get(get_user))
         .route("/product/{id}", get(get_product))
         .route("/user/purchased/{id}", get(purchased))
+        .route("/admin/reset", post(reset))
         .with_state(db)
         .merge(writes);
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// `POST /admin/reset`: empties every table, as the stack's reset does, so that the stress tool
+/// (which resets before each run) measures the baseline the same way as the stack. No token: the
+/// baseline listens on 127.0.0.1 only and holds nothing but benchmark data.
+async fn reset(State(db): State<PgPool>) -> Response {
+    match sqlx::query("truncate users, products, orders, pending_orders")
+        .execute(&db)
+        .await
+    {
+        Ok(_) => empty(StatusCode::OK),
+        Err(error) => failed(error),
+    }
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {

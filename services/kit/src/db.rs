@@ -16,7 +16,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::config::Common;
+use crate::{config::Common, pool::Pool};
 
 /// How long start-up keeps retrying while the database is not reachable yet.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
@@ -34,7 +34,7 @@ pub async fn connect(
     config: &Common,
     name: &str,
     migrator: &Migrator,
-) -> anyhow::Result<(PgPool, Probe)> {
+) -> anyhow::Result<(Pool, Probe)> {
     let timeout_ms = config.db_statement_timeout.as_millis().to_string();
     let options = PgConnectOptions::from_str(&config.database_url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
@@ -81,6 +81,12 @@ pub async fn connect(
         }
     }
     tokio::spawn(probe.clone().watch(options, pool.clone()));
+    let pool = Pool::new(
+        pool,
+        config.db_pool_max,
+        probe.clone(),
+        config.db_acquire_timeout,
+    );
     Ok((pool, probe))
 }
 
@@ -100,8 +106,15 @@ struct ProbeState {
     last_failure_ms: AtomicU64,
 }
 
+impl Default for Probe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Probe {
-    fn new() -> Self {
+    /// A probe that has seen the database answer and never fail; [`connect`] starts one asking.
+    pub fn new() -> Self {
         Self(Arc::new(ProbeState {
             // The database answered the migrations just before probing starts.
             up: AtomicBool::new(true),
@@ -129,7 +142,7 @@ impl Probe {
     }
 
     /// True when a probe found the database failing after a connection of this `age` was opened.
-    fn failed_since(&self, age: Duration) -> bool {
+    pub(crate) fn failed_since(&self, age: Duration) -> bool {
         let failed = self.0.last_failure_ms.load(Ordering::Relaxed);
         let opened = self.0.born.elapsed().saturating_sub(age);
         failed != 0 && u128::from(failed) >= opened.as_millis()
@@ -225,7 +238,7 @@ const PRUNE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Runs `statement` (a `delete` of rows past their use, at most `$1` of them) until it deletes
 /// fewer than [`PRUNE_CHUNK`]; returns how many rows went.
-pub async fn prune(pool: &PgPool, statement: &'static str) -> sqlx::Result<u64> {
+pub async fn prune(pool: &Pool, statement: &'static str) -> sqlx::Result<u64> {
     let mut deleted = 0;
     loop {
         let chunk = sqlx::query(statement)
@@ -242,7 +255,7 @@ pub async fn prune(pool: &PgPool, statement: &'static str) -> sqlx::Result<u64> 
 }
 
 /// [`prune`]s with `statement` every few seconds, in the background.
-pub fn prune_continually(pool: PgPool, statement: &'static str) -> tokio::task::JoinHandle<()> {
+pub fn prune_continually(pool: Pool, statement: &'static str) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(PRUNE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

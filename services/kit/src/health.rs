@@ -5,13 +5,12 @@ use std::time::Duration;
 use async_nats::connection::State;
 use axum::{Json, Router, extract::State as Extract, http::StatusCode, routing::get};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 /// What `/ready` checks.
 #[derive(Clone)]
 pub struct Dependencies {
     /// The service's database.
-    pub pool: PgPool,
+    pub pool: crate::pool::Pool,
     /// The service's NATS connection.
     pub nats: async_nats::Client,
 }

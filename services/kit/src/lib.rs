@@ -17,6 +17,7 @@ pub mod health;
 pub mod jetstream;
 pub mod metrics;
 pub mod nats;
+pub mod pool;
 pub mod serve;
 pub mod starting;
 pub mod telemetry;

@@ -2,11 +2,14 @@
 //! use go, however many there are (a chunk at a time), and recent ones stay. (The order
 //! service's idempotency keys: `services/order/tests/api/idempotency.rs`.)
 
+use std::time::Duration;
+
+use kit::{db::Probe, pool::Pool};
 use sqlx::PgPool;
 use testkit::Postgres;
 
 /// A fresh database with the user service's migrations applied.
-async fn user_database() -> PgPool {
+async fn user_database() -> Pool {
     let pool = PgPool::connect(&Postgres::shared().database())
         .await
         .expect("connect");
@@ -14,7 +17,7 @@ async fn user_database() -> PgPool {
         .run(&pool)
         .await
         .expect("migrate");
-    pool
+    Pool::new(pool, 2, Probe::new(), Duration::from_secs(5))
 }
 
 #[tokio::test]

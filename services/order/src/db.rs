@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use shared::saga::{OrderOutcome, OrderState, PlaceOrder, RejectReason, StockRequest};
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
@@ -325,7 +325,7 @@ pub enum Claim {
 /// Claims `key` for `order`. The primary key decides between concurrent requests; the loser
 /// reads what the winner stored (a fresh statement, so it sees the winner's commit).
 #[tracing::instrument(skip_all, fields(order_id = %order.order_id), err)]
-pub async fn claim_key(db: &PgPool, key: &str, order: &PlaceOrder) -> sqlx::Result<Claim> {
+pub async fn claim_key(db: &kit::pool::Pool, key: &str, order: &PlaceOrder) -> sqlx::Result<Claim> {
     let taken: Option<Uuid> = sqlx::query_scalar(
         "insert into idempotency_keys (key, order_id, user_id, product_id, quantity)
          values ($1, $2, $3, $4, $5)
@@ -363,7 +363,11 @@ pub async fn claim_key(db: &PgPool, key: &str, order: &PlaceOrder) -> sqlx::Resu
 
 /// Records what the request that claimed `key` answered (202 `accepted`, or the outcome).
 #[tracing::instrument(skip_all, err)]
-pub async fn record_first_answer(db: &PgPool, key: &str, accepted: bool) -> sqlx::Result<()> {
+pub async fn record_first_answer(
+    db: &kit::pool::Pool,
+    key: &str,
+    accepted: bool,
+) -> sqlx::Result<()> {
     sqlx::query(
         "update idempotency_keys set first_answer = case when $2 then 'accepted' else 'decided' end
          where key = $1 and first_answer is null",

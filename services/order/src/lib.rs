@@ -13,7 +13,6 @@ mod sweeper;
 use std::{sync::Arc, time::Duration};
 
 use kit::body::Limits;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +29,7 @@ pub type AppState = Arc<Shared>;
 /// The connections and settings behind [`AppState`].
 pub struct Shared {
     /// Connections to `order_db`.
-    pub pool: PgPool,
+    pub pool: kit::pool::Pool,
     /// The NATS connection.
     pub nats: async_nats::Client,
     /// JetStream on that connection, for the saga.

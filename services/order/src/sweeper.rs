@@ -37,7 +37,8 @@ pub async fn run(state: AppState, deadlines: Deadlines, stop: CancellationToken)
 
 /// One pass: pending orders first, then unconfirmed releases.
 pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()> {
-    let mut tx = state.pool.begin().await?;
+    let mut lease = state.pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *lease).await?;
     let stale = db::claim_stale(&mut tx, deadlines.redrive_after, BATCH).await?;
     let cutoff = OffsetDateTime::now_utc() - deadlines.reject_after;
     let (expired, redriven): (Vec<db::Order>, Vec<db::Order>) =
@@ -48,6 +49,7 @@ pub async fn sweep(state: &AppState, deadlines: &Deadlines) -> anyhow::Result<()
     let unreleased = db::claim_unreleased(&mut tx, deadlines.redrive_after, BATCH).await?;
     db::touch(&mut tx, &ids(&unreleased)).await?;
     tx.commit().await?;
+    lease.release();
     // As `db::expire` left them; counted now, whatever becomes of the publishes below.
     let decided_at = OffsetDateTime::now_utc();
     let expired: Vec<db::Order> = expired

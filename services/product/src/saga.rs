@@ -88,7 +88,8 @@ async fn decide(
     products.sort_unstable();
     products.dedup();
     let orders: Vec<Uuid> = batch.iter().map(|d| d.payload.order_id).collect();
-    let mut tx = state.pool.begin().await?;
+    let mut lease = state.pool.acquire().await?;
+    let mut tx = sqlx::Connection::begin(&mut *lease).await?;
     let locked = db::lock_stock(&mut tx, &products).await?;
     let stored = db::reservations(&mut tx, &orders).await?;
     let mut ledger = stock::Ledger::new(locked, stored);
@@ -102,6 +103,8 @@ async fn decide(
     let (created, released, stock) = (ledger.created(), ledger.released(), ledger.changed_stock());
     if created.is_empty() && released.is_empty() && stock.is_empty() {
         // Repeats only: every answer was stored already.
+        tx.commit().await?;
+        lease.release();
         return Ok(Some(verdicts));
     }
     let inserted = db::write_batch(&mut tx, &created, released, &stock).await?;
@@ -109,6 +112,7 @@ async fn decide(
         return Ok(None);
     }
     tx.commit().await?;
+    lease.release();
     tracing::debug!(requests = batch.len(), "stock batch committed");
     Ok(Some(verdicts))
 }

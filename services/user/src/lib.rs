@@ -10,7 +10,6 @@ mod nats;
 use std::sync::Arc;
 
 use kit::body::Limits;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +26,7 @@ pub type AppState = Arc<Shared>;
 /// The connections and settings behind [`AppState`].
 pub struct Shared {
     /// Connections to `user_db`.
-    pub pool: PgPool,
+    pub pool: kit::pool::Pool,
     /// The NATS connection commands are sent and served on.
     pub nats: async_nats::Client,
     /// JetStream on that connection, for the saga.
