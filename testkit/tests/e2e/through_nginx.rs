@@ -47,6 +47,17 @@ async fn the_contract_is_served_through_nginx_with_two_replicas_of_each_service(
     for (path, status) in reads {
         assert_eq!(http.get(path).await.status, status, "GET {path}");
     }
+    // Nginx's access log keeps the errors, not the requests answered in time.
+    let logged = testkit::eventually("the errors in Nginx's access log", || {
+        let log = stack.log_tail("nginx-access", 1_000);
+        async move { log.contains("\"GET /nowhere HTTP/1.1\" 404").then_some(log) }
+    })
+    .await;
+    assert!(logged.contains("\"GET /user/x HTTP/1.1\" 400"), "{logged}");
+    assert!(
+        !logged.contains("\"GET /product/2 HTTP/1.1\" 200"),
+        "{logged}"
+    );
     let wrong = http.method("PUT", "/product").await;
     assert_eq!((wrong.status, wrong.json), (405, json!({})));
     let bad = http.post_raw("/user", "[1]").await;
