@@ -85,10 +85,13 @@ impl Pool {
                     continue;
                 }
                 Some(kept) => kept,
-                None => Kept {
-                    connection: self.0.sqlx.acquire().await?,
-                    since: Instant::now(),
-                },
+                None => {
+                    let since = Instant::now();
+                    Kept {
+                        connection: self.0.sqlx.acquire().await?,
+                        since,
+                    }
+                }
             };
             return Ok(Lease {
                 kept: Some(kept),
@@ -101,8 +104,13 @@ impl Pool {
     /// Lends nothing more, hands the kept connections back to sqlx and closes its pool, waiting
     /// for the connections still lent.
     pub async fn close(&self) {
-        self.0.permits.close();
-        drop(std::mem::take(&mut *self.0.idle_list()));
+        // Under the lock that [`Lease::release`] takes, so that no connection is kept after.
+        let kept = {
+            let mut idle = self.0.idle_list();
+            self.0.permits.close();
+            std::mem::take(&mut *idle)
+        };
+        drop(kept);
         self.0.sqlx.close().await;
     }
 }
@@ -134,10 +142,12 @@ pub struct Lease {
 impl Lease {
     /// Gives the connection back for the next lease, unless the pool has closed meanwhile.
     pub fn release(mut self) {
-        if let Some(kept) = self.kept.take()
-            && !self.pool.0.permits.is_closed()
-        {
-            self.pool.0.idle_list().push(kept);
+        if let Some(kept) = self.kept.take() {
+            // Checked under the lock: [`Pool::close`] closes and empties the list under it.
+            let mut idle = self.pool.0.idle_list();
+            if !self.pool.0.permits.is_closed() {
+                idle.push(kept);
+            }
         }
         // The permit goes last, so that a lease waiting for it finds the connection kept.
     }
