@@ -94,7 +94,7 @@ impl Pool {
                 }
             };
             return Ok(Lease {
-                kept: Some(kept),
+                kept,
                 pool: self.clone(),
                 _permit: permit,
             });
@@ -134,20 +134,23 @@ impl Inner {
 /// ```
 #[derive(Debug)]
 pub struct Lease {
-    kept: Option<Kept>,
+    kept: Kept,
     pool: Pool,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Lease {
     /// Gives the connection back for the next lease, unless the pool has closed meanwhile.
-    pub fn release(mut self) {
-        if let Some(kept) = self.kept.take() {
-            // Checked under the lock: [`Pool::close`] closes and empties the list under it.
-            let mut idle = self.pool.0.idle_list();
-            if !self.pool.0.permits.is_closed() {
-                idle.push(kept);
-            }
+    pub fn release(self) {
+        let Lease {
+            kept,
+            pool,
+            _permit,
+        } = self;
+        // Checked under the lock: [`Pool::close`] closes and empties the list under it.
+        let mut idle = pool.0.idle_list();
+        if !pool.0.permits.is_closed() {
+            idle.push(kept);
         }
         // The permit goes last, so that a lease waiting for it finds the connection kept.
     }
@@ -157,19 +160,13 @@ impl std::ops::Deref for Lease {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        match &self.kept {
-            Some(kept) => &kept.connection,
-            None => unreachable!("a lease holds its connection until released"),
-        }
+        &self.kept.connection
     }
 }
 
 impl std::ops::DerefMut for Lease {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        match &mut self.kept {
-            Some(kept) => &mut kept.connection,
-            None => unreachable!("a lease holds its connection until released"),
-        }
+        &mut self.kept.connection
     }
 }
 
