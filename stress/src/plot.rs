@@ -7,39 +7,6 @@ use plotters::prelude::*;
 
 use crate::report::Summary;
 
-/// Per-second throughput and latency percentiles from a run's samples.
-pub fn per_second(summary: &Summary) -> Vec<(u32, usize, f64, f64)> {
-    let seconds = usize::try_from(summary.seconds.ceil() as u64)
-        .unwrap_or(0)
-        .max(1);
-    let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); seconds];
-    for sample in &summary.recording.timeline {
-        let index = usize::try_from(sample.at_ms / 1000).unwrap_or(usize::MAX);
-        if let Some(bucket) = buckets.get_mut(index) {
-            bucket.push(sample.latency_us);
-        }
-    }
-    buckets
-        .into_iter()
-        .enumerate()
-        .map(|(second, mut latencies)| {
-            latencies.sort_unstable();
-            let at = |q: f64| {
-                let index = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
-                latencies
-                    .get(index)
-                    .map_or(0.0, |us| f64::from(*us) / 1000.0)
-            };
-            (
-                u32::try_from(second).unwrap_or(0),
-                latencies.len(),
-                at(0.5),
-                at(0.99),
-            )
-        })
-        .collect()
-}
-
 /// Draws the three charts into an SVG file.
 pub fn draw(summary: &Summary, path: &Path) -> anyhow::Result<()> {
     let failed = |e: &dyn std::fmt::Debug| anyhow::anyhow!("drawing {}: {e:?}", path.display());
@@ -53,10 +20,10 @@ pub fn draw(summary: &Summary, path: &Path) -> anyhow::Result<()> {
         )
         .map_err(|e| failed(&e))?;
     let panels = body.split_evenly((3, 1));
-    let seconds = per_second(summary);
+    let seconds = &summary.per_second;
     let span = f64::from(u32::try_from(seconds.len()).unwrap_or(1).max(1));
 
-    let peak = seconds.iter().map(|s| s.1).max().unwrap_or(1).max(1) as f64 * 1.1;
+    let peak = seconds.iter().map(|s| s.requests).max().unwrap_or(1).max(1) as f64 * 1.1;
     let mut chart = ChartBuilder::on(&panels[0])
         .caption("throughput (req/s)", ("sans-serif", 16))
         .margin(10)
@@ -71,12 +38,14 @@ pub fn draw(summary: &Summary, path: &Path) -> anyhow::Result<()> {
         .map_err(|e| failed(&e))?;
     chart
         .draw_series(LineSeries::new(
-            seconds.iter().map(|s| (f64::from(s.0) + 0.5, s.1 as f64)),
+            seconds
+                .iter()
+                .map(|s| (f64::from(s.second) + 0.5, s.requests as f64)),
             &BLUE,
         ))
         .map_err(|e| failed(&e))?;
 
-    let slowest = seconds.iter().map(|s| s.3).fold(0.0, f64::max).max(0.001) * 1.1;
+    let slowest = seconds.iter().map(|s| s.p99).fold(0.0, f64::max).max(0.001) * 1.1;
     let mut chart = ChartBuilder::on(&panels[1])
         .caption(
             "latency per second (ms): p50 blue, p99 red",
@@ -94,13 +63,13 @@ pub fn draw(summary: &Summary, path: &Path) -> anyhow::Result<()> {
         .map_err(|e| failed(&e))?;
     chart
         .draw_series(LineSeries::new(
-            seconds.iter().map(|s| (f64::from(s.0) + 0.5, s.2)),
+            seconds.iter().map(|s| (f64::from(s.second) + 0.5, s.p50)),
             &BLUE,
         ))
         .map_err(|e| failed(&e))?;
     chart
         .draw_series(LineSeries::new(
-            seconds.iter().map(|s| (f64::from(s.0) + 0.5, s.3)),
+            seconds.iter().map(|s| (f64::from(s.second) + 0.5, s.p99)),
             &RED,
         ))
         .map_err(|e| failed(&e))?;

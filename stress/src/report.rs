@@ -29,6 +29,19 @@ pub struct Check {
     pub detail: String,
 }
 
+/// One second of a run: the requests answered in it and their latency.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Second {
+    /// Seconds since the measurement began.
+    pub second: u32,
+    /// Requests answered in this second.
+    pub requests: usize,
+    /// Their median latency, in milliseconds.
+    pub p50: f64,
+    /// Their 99th percentile, in milliseconds.
+    pub p99: f64,
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -55,9 +68,42 @@ pub struct Summary {
     pub preparation: Option<String>,
     /// Checks made after the run.
     pub checks: Vec<Check>,
+    /// Throughput and latency second by second, to tell a stall from a steady tail.
+    pub per_second: Vec<Second>,
     /// The measurements themselves, for plots.
     #[serde(skip)]
     pub recording: Recording,
+}
+
+/// Per-second throughput and latency percentiles from a run's samples.
+fn per_second(recording: &Recording, seconds: f64) -> Vec<Second> {
+    let seconds = usize::try_from(seconds.ceil() as u64).unwrap_or(0).max(1);
+    let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); seconds];
+    for sample in &recording.timeline {
+        let index = usize::try_from(sample.at_ms / 1000).unwrap_or(usize::MAX);
+        if let Some(bucket) = buckets.get_mut(index) {
+            bucket.push(sample.latency_us);
+        }
+    }
+    buckets
+        .into_iter()
+        .enumerate()
+        .map(|(second, mut latencies)| {
+            latencies.sort_unstable();
+            let at = |q: f64| {
+                let index = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
+                latencies
+                    .get(index)
+                    .map_or(0.0, |us| f64::from(*us) / 1000.0)
+            };
+            Second {
+                second: u32::try_from(second).unwrap_or(0),
+                requests: latencies.len(),
+                p50: at(0.5),
+                p99: at(0.99),
+            }
+        })
+        .collect()
 }
 
 impl Summary {
@@ -114,6 +160,7 @@ impl Summary {
                 .collect(),
             preparation: None,
             checks: Vec::new(),
+            per_second: per_second(&recording, seconds),
             recording,
         }
     }
@@ -255,6 +302,32 @@ mod tests {
         let summary = Summary::new("w".into(), "l".into(), "t".into(), recording(&[1; 500], 4));
         assert_eq!(summary.requests, 500);
         assert!((summary.throughput - 125.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_second_counts_the_requests_answered_in_it_and_their_percentiles() {
+        let mut recording = recording(&[], 3);
+        // Second 0: 100 requests of 1..=100 ms; second 1: none; second 2: one of 7 ms.
+        for ms in 1..=100u32 {
+            recording.timeline.push(crate::engine::Sample {
+                at_ms: 9 * ms,
+                latency_us: ms * 1000,
+            });
+        }
+        recording.timeline.push(crate::engine::Sample {
+            at_ms: 2_500,
+            latency_us: 7_000,
+        });
+        let summary = Summary::new("w".into(), "l".into(), "t".into(), recording);
+        let seconds: Vec<(u32, usize, f64, f64)> = summary
+            .per_second
+            .iter()
+            .map(|s| (s.second, s.requests, s.p50, s.p99))
+            .collect();
+        assert_eq!(
+            seconds,
+            vec![(0, 100, 50.0, 99.0), (1, 0, 0.0, 0.0), (2, 1, 7.0, 7.0)]
+        );
     }
 
     #[test]
