@@ -86,6 +86,7 @@ pub async fn connect(
         config.db_pool_max,
         probe.clone(),
         config.db_acquire_timeout,
+        crate::pool::KEEP_AT_MOST,
     );
     Ok((pool, probe))
 }

@@ -7,6 +7,8 @@
 //! took from sqlx and lends them out itself; a [`Lease`] whose statements all completed goes
 //! back as it is. Anything else (an error, a future dropped mid-statement, a transaction left
 //! uncommitted) goes back through sqlx, whose ping sends the rollback and tests the connection.
+//! So does a connection kept for [`KEEP_AT_MOST`], so that sqlx's own policies (its maximum
+//! lifetime, its idle timeout) still apply to every connection.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -27,6 +29,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::Probe;
 
+/// How long a connection is kept, from the moment it was taken from sqlx's pool, before it goes
+/// back there (one ping a minute a connection): sqlx then closes one past its maximum lifetime or
+/// idle too long, as it would without this pool in front.
+pub const KEEP_AT_MOST: Duration = Duration::from_secs(60);
+
 /// Connections to one database, at most `size` lent at once. Cheap to clone: clones share the
 /// connections. `&Pool` is an [`Executor`], as `&PgPool` is: each statement borrows a connection
 /// for itself. A transaction takes a [`Lease`] first (see [`Lease`]).
@@ -42,6 +49,7 @@ struct Inner {
     permits: Arc<Semaphore>,
     probe: Probe,
     acquire_timeout: Duration,
+    keep_at_most: Duration,
 }
 
 #[derive(Debug)]
@@ -54,8 +62,15 @@ struct Kept {
 impl Pool {
     /// Lends at most `size` of `sqlx`'s connections at once, waiting at most `acquire_timeout`
     /// for one; drops a kept connection once `probe` has found the database failing after it
-    /// was taken (a restart leaves it dead).
-    pub fn new(sqlx: PgPool, size: u32, probe: Probe, acquire_timeout: Duration) -> Self {
+    /// was taken (a restart leaves it dead), and gives one back to sqlx once it has been kept
+    /// for `keep_at_most` ([`KEEP_AT_MOST`] in the services).
+    pub fn new(
+        sqlx: PgPool,
+        size: u32,
+        probe: Probe,
+        acquire_timeout: Duration,
+        keep_at_most: Duration,
+    ) -> Self {
         let size = usize::try_from(size).unwrap_or(usize::MAX).max(1);
         Self(Arc::new(Inner {
             sqlx,
@@ -63,6 +78,7 @@ impl Pool {
             permits: Arc::new(Semaphore::new(size)),
             probe,
             acquire_timeout,
+            keep_at_most,
         }))
     }
 
@@ -82,6 +98,11 @@ impl Pool {
             let kept = match kept {
                 Some(mut kept) if self.0.probe.failed_since(kept.since.elapsed()) => {
                     kept.connection.close_on_drop();
+                    continue;
+                }
+                // Back through sqlx, whose acquire below applies its lifetime and idle timeout.
+                Some(kept) if kept.since.elapsed() >= self.0.keep_at_most => {
+                    drop(kept);
                     continue;
                 }
                 Some(kept) => kept,
@@ -140,7 +161,8 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Gives the connection back for the next lease, unless the pool has closed meanwhile.
+    /// Gives the connection back for the next lease, unless the pool has closed meanwhile or it
+    /// has been kept for the pool's bound (then it goes back through sqlx).
     pub fn release(self) {
         let Lease {
             kept,
@@ -148,6 +170,10 @@ impl Lease {
             _permit,
         } = self;
         // Checked under the lock: [`Pool::close`] closes and empties the list under it.
+        if kept.since.elapsed() >= pool.0.keep_at_most {
+            drop(kept);
+            return;
+        }
         let mut idle = pool.0.idle_list();
         if !pool.0.permits.is_closed() {
             idle.push(kept);

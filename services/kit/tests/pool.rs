@@ -1,10 +1,14 @@
 //! The connection pool that keeps connections between statements, against a real PostgreSQL:
 //! a statement that completed leaves its connection to the next one as it is; a failed, abandoned
-//! or uncommitted one leaves it clean; leases wait their turn, time out, and closing does not hang.
+//! or uncommitted one leaves it clean; a connection kept long enough goes back to sqlx, whose
+//! lifetime applies; leases wait their turn, time out, and closing does not hang.
 
 use std::time::{Duration, Instant};
 
-use kit::{db::Probe, pool::Pool};
+use kit::{
+    db::Probe,
+    pool::{KEEP_AT_MOST, Pool},
+};
 use sqlx::{Connection, PgPool, postgres::PgPoolOptions};
 use testkit::Postgres;
 
@@ -18,7 +22,7 @@ async fn pool(size: u32, patience: Duration) -> Pool {
         .execute(&sqlx)
         .await
         .expect("table");
-    Pool::new(sqlx, size, Probe::new(), patience)
+    Pool::new(sqlx, size, Probe::new(), patience, KEEP_AT_MOST)
 }
 
 async fn backend(pool: &Pool) -> i32 {
@@ -102,7 +106,7 @@ async fn a_transaction_dropped_uncommitted_is_rolled_back_at_once_and_holds_no_l
         .execute(&sqlx)
         .await
         .expect("table");
-    let pool = Pool::new(sqlx, 1, Probe::new(), Duration::from_secs(5));
+    let pool = Pool::new(sqlx, 1, Probe::new(), Duration::from_secs(5), KEEP_AT_MOST);
     sqlx::query("insert into items values (1)")
         .execute(&pool)
         .await
@@ -208,4 +212,30 @@ async fn closing_the_pool_returns_the_kept_connections_and_refuses_new_leases() 
         .expect("close does not wait for connections it keeps itself");
     let error = pool.acquire().await.expect_err("closed");
     assert!(matches!(error, sqlx::Error::PoolClosed), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_connection_kept_past_the_bound_goes_back_to_sqlx_which_ends_it_past_its_lifetime() {
+    // sqlx ends a connection older than 200 ms when it comes back; the pool keeps one 400 ms.
+    let sqlx = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(Duration::from_millis(200))
+        .connect_lazy(&Postgres::shared().database())
+        .expect("pool");
+    let pool = Pool::new(
+        sqlx,
+        1,
+        Probe::new(),
+        Duration::from_secs(5),
+        Duration::from_millis(400),
+    );
+    let first = backend(&pool).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Past sqlx's lifetime but within the pool's bound: still the kept connection.
+    assert_eq!(backend(&pool).await, first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Kept past the bound: the lease hands it back to sqlx, which ends it and opens another.
+    let second = backend(&pool).await;
+    assert_ne!(second, first);
+    assert_eq!(backend(&pool).await, second);
 }

@@ -17,7 +17,13 @@ async fn user_database() -> Pool {
         .run(&pool)
         .await
         .expect("migrate");
-    Pool::new(pool, 2, Probe::new(), Duration::from_secs(5))
+    Pool::new(
+        pool,
+        2,
+        Probe::new(),
+        Duration::from_secs(5),
+        kit::pool::KEEP_AT_MOST,
+    )
 }
 
 #[tokio::test]
