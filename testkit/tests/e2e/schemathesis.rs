@@ -47,7 +47,8 @@ fn run(what: &str, args: &[&str]) {
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "schemathesis found {what} disagreeing with api/openapi.json:\n{report}{}",
+        "schemathesis found {what} disagreeing with api/openapi.json (each failure's crash file, \
+         for `schemathesis replay`, is in target/schemathesis-cache/crashes):\n{report}{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
