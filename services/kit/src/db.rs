@@ -16,7 +16,10 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::{config::Common, pool::Pool};
+use crate::{
+    config::Common,
+    pool::{KEEP_AT_MOST, Pool},
+};
 
 /// How long start-up keeps retrying while the database is not reachable yet.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
@@ -86,7 +89,7 @@ pub async fn connect(
         config.db_pool_max,
         probe.clone(),
         config.db_acquire_timeout,
-        crate::pool::KEEP_AT_MOST,
+        KEEP_AT_MOST,
     );
     Ok((pool, probe))
 }

@@ -55,7 +55,8 @@ struct Inner {
 #[derive(Debug)]
 struct Kept {
     connection: PoolConnection<Postgres>,
-    /// When it was taken from sqlx's pool, to tell whether the database failed since.
+    /// When it was taken from sqlx's pool: to tell whether the database failed since, and when
+    /// it is due back there.
     since: Instant,
 }
 
@@ -100,7 +101,8 @@ impl Pool {
                     kept.connection.close_on_drop();
                     continue;
                 }
-                // Back through sqlx, whose acquire below applies its lifetime and idle timeout.
+                // Kept long enough, in use or idle: back through sqlx, whose return and acquire
+                // below apply its lifetime and idle timeout.
                 Some(kept) if kept.since.elapsed() >= self.0.keep_at_most => {
                     drop(kept);
                     continue;
@@ -161,8 +163,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Gives the connection back for the next lease, unless the pool has closed meanwhile or it
-    /// has been kept for the pool's bound (then it goes back through sqlx).
+    /// Gives the connection back for the next lease, unless the pool has closed meanwhile.
     pub fn release(self) {
         let Lease {
             kept,
@@ -170,10 +171,6 @@ impl Lease {
             _permit,
         } = self;
         // Checked under the lock: [`Pool::close`] closes and empties the list under it.
-        if kept.since.elapsed() >= pool.0.keep_at_most {
-            drop(kept);
-            return;
-        }
         let mut idle = pool.0.idle_list();
         if !pool.0.permits.is_closed() {
             idle.push(kept);
