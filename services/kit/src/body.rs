@@ -156,6 +156,30 @@ impl Fields {
     }
 }
 
+/// Why a message for which [`escapes_nul`] is true is refused.
+pub const HOLDS_NUL: &str = "a string holds NUL (\\u0000), which no text column stores";
+
+/// True when a JSON text has a string holding NUL: the escape `\u0000` (a raw NUL byte is not
+/// valid JSON, and `\\u0000` is a backslash followed by text). PostgreSQL's text cannot store
+/// NUL, so a command or body carrying one is refused as malformed before it reaches a database.
+pub fn escapes_nul(json: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(found) = json[at..].iter().position(|&byte| byte == b'\\') {
+        let start = at + found;
+        let end = start
+            + json[start..]
+                .iter()
+                .take_while(|&&byte| byte == b'\\')
+                .count();
+        // In a run of backslashes, pairs are escaped backslashes; an odd one escapes what follows.
+        if (end - start) % 2 == 1 && json[end..].starts_with(b"u0000") {
+            return true;
+        }
+        at = end;
+    }
+    false
+}
+
 fn missing(key: &str) -> Rejection {
     Rejection::Invalid(format!("field `{key}` is required"))
 }
@@ -223,6 +247,29 @@ mod tests {
         assert!(fields(r#"{"quantity":0}"#).int("quantity", 1).is_err());
         assert_eq!(fields(r#"{"quantity":0}"#).int("quantity", 0).unwrap(), 0);
         assert!(fields(r#"{"quantity":-1}"#).int("quantity", 0).is_err());
+    }
+
+    #[test]
+    fn a_nul_is_found_only_where_a_string_escapes_it() {
+        for json in [
+            r#"{"a":"\u0000"}"#,
+            r#"{"a":"x\u0000y"}"#,
+            r#"{"a":"\\\u0000"}"#,
+            r#"{"\u0000":1}"#,
+            r#"["\\","\u0000"]"#,
+        ] {
+            assert!(escapes_nul(json.as_bytes()), "{json}");
+        }
+        for json in [
+            r#"{"a":"u0000"}"#,
+            r#"{"a":"\\u0000"}"#,
+            r#"{"a":"\\\\u0000"}"#,
+            r#"{"a":"\u0001"}"#,
+            r#"{"a":"\"}"#,
+            "",
+        ] {
+            assert!(!escapes_nul(json.as_bytes()), "{json}");
+        }
     }
 
     #[test]

@@ -243,7 +243,7 @@ struct Item<T> {
 }
 
 /// The message as its handler sees it, in a span continuing the trace it carries; `None` when
-/// it does not decode (then it is dead-lettered at once).
+/// it does not decode or a string in it holds NUL (then it is dead-lettered at once).
 async fn decode<T: DeserializeOwned>(
     message: jetstream::Message,
     origin: &Origin,
@@ -262,7 +262,13 @@ async fn decode<T: DeserializeOwned>(
         .info()
         .map(|info| (info.delivered, info.stream_sequence))
         .unwrap_or((1, 0));
-    match serde_json::from_slice::<T>(&message.payload) {
+    let decoded = if crate::body::escapes_nul(&message.payload) {
+        Err(HandlerError::bad_request(crate::body::HOLDS_NUL))
+    } else {
+        serde_json::from_slice::<T>(&message.payload)
+            .map_err(|error| HandlerError::bad_request(format!("undecodable payload: {error}")))
+    };
+    match decoded {
         Ok(payload) => Some(Item {
             message,
             delivery: Delivery {
@@ -274,7 +280,6 @@ async fn decode<T: DeserializeOwned>(
             sequence,
         }),
         Err(error) => {
-            let error = HandlerError::bad_request(format!("undecodable payload: {error}"));
             origin
                 .metrics
                 .handled(&subject, Kind::Saga, Some(error.code), Duration::ZERO);

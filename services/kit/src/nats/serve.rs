@@ -167,13 +167,17 @@ fn request_span(request: &service::Request) -> tracing::Span {
     span
 }
 
-/// The request's payload and command id. Every handler needs the database: without it, the
+/// The request's payload and command id. A string holding NUL is refused like any malformed
+/// payload (no handler could store it). Every handler needs the database: without it, the
 /// request is refused as unavailable at once.
 fn decode<Req: DeserializeOwned>(
     request: &service::Request,
     context: &Serving,
 ) -> Result<Command<Req>, HandlerError> {
     match serde_json::from_slice::<Req>(&request.message.payload) {
+        Ok(_) if crate::body::escapes_nul(&request.message.payload) => {
+            Err(HandlerError::bad_request(crate::body::HOLDS_NUL))
+        }
         Ok(_) if !context.database.is_up() => {
             Err(HandlerError::unavailable("the database does not answer"))
         }

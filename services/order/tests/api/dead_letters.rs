@@ -77,3 +77,56 @@ async fn a_malformed_message_on_any_saga_subject_is_dead_lettered_and_stops_noth
         .expect("in time");
     assert_eq!(placed.status, 200, "the saga still works: {}", placed.text);
 }
+
+#[tokio::test]
+async fn an_order_command_whose_text_holds_nul_is_dead_lettered_at_once_and_stores_no_order() {
+    let world = World::new().await;
+    let client = async_nats::connect(world.nats.url())
+        .await
+        .expect("connect");
+    let js = jetstream::new(client);
+    world.user(1).await;
+    world.product(2, 5).await;
+    let order_id = Uuid::now_v7();
+    let place = shared::saga::PlaceOrder {
+        order_id,
+        user_id: 1,
+        product_id: 2,
+        quantity: 1,
+        notify: Some("order.outcome.\0".to_owned()),
+    };
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(&place).expect("json").into())
+        .message_id(Uuid::new_v4().to_string());
+    js.send_publish(shared::subject::ORDER_PLACE, message)
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+
+    let dead = js.get_stream("DEAD_LETTERS").await.expect("the stream");
+    let letter = eventually("the command dead-lettered", || {
+        let dead = dead.clone();
+        async move {
+            dead.get_last_raw_message_by_subject("dead.order.cmd.place")
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let reason = letter
+        .headers
+        .get("Dead-Reason")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert!(reason.contains("NUL"), "{reason}");
+    let attempts = letter.headers.get("Dead-Attempts").map(|v| v.to_string());
+    assert_eq!(
+        attempts.as_deref(),
+        Some("1"),
+        "not retried: {:?}",
+        letter.headers
+    );
+    let stored = world.order.http.get(&format!("/order/{order_id}")).await;
+    assert_eq!(stored.status, 404, "{}", stored.text);
+}

@@ -49,6 +49,11 @@ async fn a_malformed_command_is_refused_with_a_400_service_error_and_changes_not
         ),
         ("product.cmd.update", r#"{"id":1.5}"#),
         ("product.query.get", "[]"),
+        (
+            "product.cmd.create",
+            r#"{"id":1,"name":"a\u0000","description":"d","price":1.0,"quantity":1}"#,
+        ),
+        ("product.cmd.update", r#"{"id":1,"description":"\u0000"}"#),
     ];
     for (subject, payload) in refused {
         let reply = ask(&world, subject, payload).await;

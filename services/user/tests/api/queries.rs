@@ -43,6 +43,15 @@ async fn a_malformed_command_is_refused_with_a_400_service_error_and_changes_not
         ),
         ("user.cmd.update", r#"{"id":"one"}"#),
         ("user.query.get", "[]"),
+        (
+            "user.cmd.create",
+            r#"{"id":1,"username":"a\u0000","email":"e","password_sha256":"x"}"#,
+        ),
+        ("user.cmd.update", r#"{"id":1,"email":"\u0000"}"#),
+        (
+            "user.cmd.delete",
+            r#"{"id":1,"username":"a","email":"e\u0000","password_sha256":"x"}"#,
+        ),
     ];
     for (subject, payload) in refused {
         let reply = ask(&world, subject, payload).await;
