@@ -9,13 +9,18 @@ use uuid::Uuid;
 
 use crate::helpers::World;
 
-#[tokio::test]
-async fn a_malformed_message_on_any_saga_subject_is_dead_lettered_and_stops_nothing() {
-    let world = World::new().await;
+/// A JetStream context of a client of its own on the world's NATS.
+async fn jetstream_of(world: &World) -> jetstream::Context {
     let client = async_nats::connect(world.nats.url())
         .await
         .expect("connect");
-    let js = jetstream::new(client);
+    jetstream::new(client)
+}
+
+#[tokio::test]
+async fn a_malformed_message_on_any_saga_subject_is_dead_lettered_and_stops_nothing() {
+    let world = World::new().await;
+    let js = jetstream_of(&world).await;
     let subjects = shared::subject::SAGA;
     let garbage: [&[u8]; 3] = [
         b"not json",
@@ -81,10 +86,7 @@ async fn a_malformed_message_on_any_saga_subject_is_dead_lettered_and_stops_noth
 #[tokio::test]
 async fn an_order_command_whose_text_holds_nul_is_dead_lettered_at_once_and_stores_no_order() {
     let world = World::new().await;
-    let client = async_nats::connect(world.nats.url())
-        .await
-        .expect("connect");
-    let js = jetstream::new(client);
+    let js = jetstream_of(&world).await;
     world.user(1).await;
     world.product(2, 5).await;
     let order_id = Uuid::now_v7();
