@@ -106,7 +106,8 @@ impl Ledger {
     }
 
     /// Gives back what the order holds. An order with no answer yet is marked released, so
-    /// that a reserve arriving after its release takes nothing.
+    /// that a reserve arriving after its release takes nothing. A stock restocked meanwhile to
+    /// near the most a product can hold (`i32::MAX` units) stays at that most.
     pub fn release(&mut self, request: &StockRequest) -> StockOutcome {
         match self.reservations.get_mut(&request.order_id) {
             None => self.create(request, Recorded::Released),
@@ -115,7 +116,7 @@ impl Ledger {
                 let (product_id, quantity) = (reservation.product_id, reservation.quantity);
                 // A product deleted meanwhile has no stock to return to.
                 if let Some(units) = self.stock.get_mut(&product_id) {
-                    *units += quantity;
+                    *units = units.saturating_add(quantity);
                     self.touched.push(product_id);
                 }
                 if !self.created.contains(&request.order_id) {
@@ -236,6 +237,19 @@ mod tests {
         assert_eq!(ledger.release(&request(1, 7, 2)), StockOutcome::Released);
         assert_eq!(ledger.release(&request(1, 7, 2)), StockOutcome::Released);
         assert_eq!(ledger.changed_stock(), [(7, 7)]);
+        assert_eq!(ledger.released(), [Uuid::from_u128(1)]);
+    }
+
+    #[test]
+    fn a_release_onto_a_stock_at_the_most_it_can_hold_leaves_it_there() {
+        let stored = Reservation {
+            product_id: 7,
+            quantity: 2,
+            recorded: Recorded::Reserved,
+        };
+        let mut ledger = Ledger::new([(7, i32::MAX - 1)], [(Uuid::from_u128(1), stored)]);
+        assert_eq!(ledger.release(&request(1, 7, 2)), StockOutcome::Released);
+        assert_eq!(ledger.changed_stock(), [(7, i32::MAX)]);
         assert_eq!(ledger.released(), [Uuid::from_u128(1)]);
     }
 

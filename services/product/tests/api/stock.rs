@@ -240,6 +240,21 @@ async fn a_release_gives_back_what_the_order_took_once_however_often_it_is_deliv
 }
 
 #[tokio::test]
+async fn a_release_onto_a_stock_restocked_to_the_most_it_can_hold_keeps_it_there() {
+    let mut saga = Saga::with_stock(10).await;
+    let order = Uuid::now_v7();
+    saga.reserve(order, 4).await;
+    saga.expect(reserved(order, 4)).await;
+    saga.set_stock(i32::MAX).await;
+
+    saga.release(order, 4).await;
+
+    saga.expect(released(order, 4)).await;
+    assert_eq!(saga.stock().await, i64::from(i32::MAX));
+    assert_eq!(saga.reservation(order), "released");
+}
+
+#[tokio::test]
 async fn a_reserve_arriving_after_its_release_takes_nothing() {
     let mut saga = Saga::with_stock(10).await;
     let order = Uuid::now_v7();
