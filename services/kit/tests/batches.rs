@@ -330,3 +330,58 @@ async fn the_worker_of_the_first_rank_takes_the_messages_and_the_next_takes_over
     assert_eq!(users, (1_001..=1_010).collect::<Vec<_>>(), "{late:?}");
     assert!(late.iter().all(|(_, attempt)| *attempt == 1), "{late:?}");
 }
+
+/// The user id whose message makes the test's handler panic, as a bug would.
+const PANICS: i32 = -2;
+
+#[tokio::test]
+async fn a_handler_that_panics_on_one_message_fails_that_one_alone_and_the_worker_goes_on() {
+    let (_nats, js, consumer) = user_validate().await;
+    for user_id in [1, PANICS, 2] {
+        publish_validate(&js, user_id).await;
+    }
+    let deliveries = Deliveries::default();
+    let handled: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let (seen, done) = (deliveries.clone(), handled.clone());
+    let metrics = kit::metrics::Metrics::new(|_| {});
+    let worker = Worker::spawn(
+        &js,
+        consumer,
+        &metrics,
+        &Rank::default(),
+        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
+            seen.lock()
+                .expect("deliveries")
+                .extend(batch.iter().map(|d| (d.payload.user_id, d.attempt)));
+            let users: Vec<i32> = batch.iter().map(|d| d.payload.user_id).collect();
+            let done = done.clone();
+            async move {
+                assert!(!users.contains(&PANICS), "a bug in the handler");
+                done.lock().expect("handled").extend(users);
+                Ok::<(), HandlerError>(())
+            }
+        },
+    );
+
+    testkit::eventually("both good messages handled", || {
+        let done = handled.lock().expect("handled").clone();
+        async move { (done.contains(&1) && done.contains(&2)).then_some(()) }
+    })
+    .await;
+    publish_validate(&js, 3).await;
+    testkit::eventually("a message published after the panic handled too", || {
+        let done = handled.lock().expect("handled").contains(&3);
+        async move { done.then_some(()) }
+    })
+    .await;
+    testkit::eventually("the panicking message delivered again, alone", || {
+        let again = deliveries
+            .lock()
+            .expect("deliveries")
+            .contains(&(PANICS, 2));
+        async move { again.then_some(()) }
+    })
+    .await;
+    worker.stop(Duration::from_secs(5)).await;
+    assert!(!handled.lock().expect("handled").contains(&PANICS));
+}

@@ -306,7 +306,11 @@ where
 {
     Box::pin(async move {
         let started = tokio::time::Instant::now();
-        let outcome = handler(batch.iter().map(|item| item.delivery.clone()).collect()).await;
+        let deliveries = batch.iter().map(|item| item.delivery.clone()).collect();
+        // A handler that panics fails its batch like any other error: split, and retried.
+        let outcome = crate::nats::caught(handler(deliveries))
+            .await
+            .and_then(|outcome| outcome);
         match outcome {
             Err(error) if batch.len() > 1 && error.code != shared::error::UNAVAILABLE => {
                 tracing::debug!(size = batch.len(), error = %error.message, "saga batch failed; handling its halves apart");

@@ -11,6 +11,7 @@ use futures::StreamExt;
 
 pub use rank::Rank;
 pub use request::{RequestError, Timing, request};
+pub(crate) use serve::caught;
 pub use serve::{Command, HandlerError, Handlers, Serving, answer_each, serve, serve_batched};
 
 use crate::config::Common;

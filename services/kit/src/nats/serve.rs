@@ -54,6 +54,25 @@ impl HandlerError {
     }
 }
 
+/// The output of `future`, or, when it panics, an internal error saying so: a handler's bug
+/// fails what it was handling (answered 500, or a saga message retried and then dead-lettered)
+/// instead of ending the task that serves every later request. The panic is reported as well.
+pub(crate) async fn caught<T>(future: impl Future<Output = T>) -> Result<T, HandlerError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            tracing::error!(panic = %what, "handler panicked");
+            HandlerError::internal(format!("the handler panicked: {what}"))
+        })
+}
+
 /// Handles every request arriving on `endpoint` with `handler`, up to `concurrency` at a time,
 /// until the service is stopped. Returns once the last in-flight request has been answered.
 ///
@@ -74,7 +93,9 @@ where
             async move {
                 let started = tokio::time::Instant::now();
                 let outcome = match decode::<Req>(&request, context) {
-                    Ok(command) => handler(command.payload, command.id).await,
+                    Ok(command) => caught(handler(command.payload, command.id))
+                        .await
+                        .and_then(|outcome| outcome),
                     Err(error) => Err(error),
                 };
                 reply(&request, outcome, context, started).await;
@@ -134,7 +155,11 @@ where
                     return;
                 }
                 let count = commands.len();
-                let mut outcomes = handler(commands).await.into_iter();
+                let outcomes = match caught(handler(commands)).await {
+                    Ok(outcomes) => outcomes,
+                    Err(panicked) => vec![panicked; count].into_iter().map(Err).collect(),
+                };
+                let mut outcomes = outcomes.into_iter();
                 for (request, span) in accepted {
                     let outcome = outcomes.next().unwrap_or_else(|| {
                         Err(HandlerError::internal(format!(
