@@ -141,9 +141,36 @@ where
     }
 }
 
-/// Reads a duration given in milliseconds.
+/// The most a duration setting may be, in milliseconds: `i32::MAX` (about 24.8 days),
+/// PostgreSQL's own bound for its timeouts, and far within what clock arithmetic takes (a
+/// deadline counted back from now would otherwise overflow, and panic).
+pub const MOST_MILLIS: u64 = 2_147_483_647;
+
+/// Reads a duration given in milliseconds, at most [`MOST_MILLIS`].
 pub fn millis(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
-    var(name, default_ms).map(Duration::from_millis)
+    bounded_millis(name, std::env::var(name).ok().as_deref(), default_ms)
+}
+
+/// Reads a duration given in milliseconds that must not be zero (a period, say).
+pub fn nonzero_millis(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+    nonzero(name, millis(name, default_ms)?)
+}
+
+fn nonzero(name: &str, duration: Duration) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        !duration.is_zero(),
+        "environment variable {name} must be at least 1 (ms)"
+    );
+    Ok(duration)
+}
+
+fn bounded_millis(name: &str, raw: Option<&str>, default_ms: u64) -> anyhow::Result<Duration> {
+    let ms: u64 = parse(name, raw, default_ms)?;
+    anyhow::ensure!(
+        ms <= MOST_MILLIS,
+        "environment variable {name}={ms} is more than {MOST_MILLIS} ms (about 24.8 days)"
+    );
+    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -178,6 +205,33 @@ mod tests {
         assert!(
             parse::<NatsServers>("NATS_URL", Some("nats://a:b:c"), NatsServers::local()).is_err()
         );
+    }
+
+    #[test]
+    fn a_duration_is_at_most_about_24_days_in_milliseconds() {
+        let most = MOST_MILLIS.to_string();
+        let bounded = |raw| bounded_millis("ORDER_REJECT_AFTER_MS", Some(raw), 60_000);
+        assert_eq!(bounded(&most).unwrap(), Duration::from_millis(MOST_MILLIS));
+        assert_eq!(bounded("0").unwrap(), Duration::ZERO);
+        for raw in ["2147483648", "18446744073709551615"] {
+            let error = bounded(raw).unwrap_err();
+            assert!(
+                error.to_string().contains("ORDER_REJECT_AFTER_MS"),
+                "{error}"
+            );
+        }
+        assert!(bounded("-1").is_err());
+    }
+
+    #[test]
+    fn a_period_of_zero_is_refused() {
+        let error = nonzero("ORDER_SWEEP_EVERY_MS", Duration::ZERO).unwrap_err();
+        assert!(
+            error.to_string().contains("ORDER_SWEEP_EVERY_MS"),
+            "{error}"
+        );
+        let one = Duration::from_millis(1);
+        assert_eq!(nonzero("ORDER_SWEEP_EVERY_MS", one).unwrap(), one);
     }
 
     #[test]

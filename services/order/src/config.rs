@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kit::config::{Common, millis};
+use kit::config::{Common, millis, nonzero_millis};
 
 /// Everything the order service reads at start-up; see the README's configuration table.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Deadlines {
     /// `ORDER_REJECT_AFTER_MS`: an order still pending this long after it was placed is
     /// rejected, and any stock it may hold released.
     pub reject_after: Duration,
-    /// `ORDER_SWEEP_EVERY_MS`: how often each replica looks.
+    /// `ORDER_SWEEP_EVERY_MS`: how often each replica looks (at least 1 ms).
     pub sweep_every: Duration,
 }
 
@@ -37,7 +37,7 @@ impl Config {
             deadlines: Deadlines {
                 redrive_after: millis("ORDER_REDRIVE_AFTER_MS", 10_000)?,
                 reject_after: millis("ORDER_REJECT_AFTER_MS", 60_000)?,
-                sweep_every: millis("ORDER_SWEEP_EVERY_MS", 1_000)?,
+                sweep_every: nonzero_millis("ORDER_SWEEP_EVERY_MS", 1_000)?,
             },
         })
     }
