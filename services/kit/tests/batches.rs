@@ -12,7 +12,7 @@ use std::{
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
 use kit::{
-    jetstream::Worker,
+    jetstream::{Delivery, Worker},
     nats::{HandlerError, Rank},
 };
 use shared::{
@@ -40,6 +40,21 @@ async fn user_validate() -> (
         .await
         .expect("consumer");
     (nats, js, consumer)
+}
+
+/// A worker on the `user-validate` consumer, pulling at `rank`, handling with `handler`.
+fn validate_worker<F, Fut>(
+    js: &jetstream::Context,
+    consumer: jetstream::consumer::PullConsumer,
+    rank: &Rank,
+    handler: F,
+) -> Worker
+where
+    F: Fn(Vec<Delivery<ValidateUser>>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let metrics = kit::metrics::Metrics::new(|_| {});
+    Worker::spawn(js, consumer, &metrics, rank, handler)
 }
 
 /// The user id the test's handler refuses, as a handler refuses a message it can never handle.
@@ -79,13 +94,11 @@ async fn a_batch_of_good_duplicate_and_poison_messages_handles_each_good_one_and
     let calls: Arc<Mutex<Vec<Vec<i32>>>> = Arc::default();
     let handled: Arc<Mutex<Vec<Uuid>>> = Arc::default();
     let (seen, done) = (calls.clone(), handled.clone());
-    let metrics = kit::metrics::Metrics::new(|_| {});
-    let worker = Worker::spawn(
+    let worker = validate_worker(
         &js,
         consumer,
-        &metrics,
         &Rank::default(),
-        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
+        move |batch: Vec<Delivery<ValidateUser>>| {
             let users: Vec<i32> = batch.iter().map(|d| d.payload.user_id).collect();
             seen.lock().expect("calls").push(users.clone());
             let done = done.clone();
@@ -186,13 +199,11 @@ fn recording_worker_at(
 ) -> (Worker, Deliveries) {
     let deliveries = Deliveries::default();
     let seen = deliveries.clone();
-    let metrics = kit::metrics::Metrics::new(|_| {});
-    let worker = Worker::spawn(
+    let worker = validate_worker(
         js,
         consumer,
-        &metrics,
         &Rank::fixed(rank),
-        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
+        move |batch: Vec<Delivery<ValidateUser>>| {
             let slow = batch.iter().any(|d| d.payload.user_id == 0);
             seen.lock()
                 .expect("deliveries")
@@ -343,13 +354,11 @@ async fn a_handler_that_panics_on_one_message_fails_that_one_alone_and_the_worke
     let deliveries = Deliveries::default();
     let handled: Arc<Mutex<Vec<i32>>> = Arc::default();
     let (seen, done) = (deliveries.clone(), handled.clone());
-    let metrics = kit::metrics::Metrics::new(|_| {});
-    let worker = Worker::spawn(
+    let worker = validate_worker(
         &js,
         consumer,
-        &metrics,
         &Rank::default(),
-        move |batch: Vec<kit::jetstream::Delivery<ValidateUser>>| {
+        move |batch: Vec<Delivery<ValidateUser>>| {
             seen.lock()
                 .expect("deliveries")
                 .extend(batch.iter().map(|d| (d.payload.user_id, d.attempt)));

@@ -10,8 +10,8 @@ use std::{
 use crate::model::{read, root};
 
 /// The environment variables read by the Rust files under `dir`, each with a file that reads it:
-/// the literal names passed to `var(`, `var_os(` and `millis(` (`std::env::var("X")`, kit's
-/// `var("X", default)`), and RUST_LOG where tracing's `EnvFilter::*from_default_env` is called.
+/// the literal names passed to `var(`, `var_os(`, `millis(` and `nonzero_millis(`
+/// (`std::env::var("X")`, kit's `var("X", default)`), and RUST_LOG where tracing's `EnvFilter::*from_default_env` is called.
 /// Test modules are left out.
 pub fn variables_read_under(dir: &Path) -> BTreeMap<String, String> {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
@@ -33,7 +33,7 @@ pub fn variables_read_under(dir: &Path) -> BTreeMap<String, String> {
             .unwrap_or(&path)
             .display()
             .to_string();
-        for call in ["var(", "var_os(", "millis("] {
+        for call in ["var(", "var_os(", "millis(", "nonzero_millis("] {
             for (at, _) in code.match_indices(call) {
                 if code[..at].ends_with(is_name) {
                     continue;
