@@ -262,13 +262,7 @@ async fn decode<T: DeserializeOwned>(
         .info()
         .map(|info| (info.delivered, info.stream_sequence))
         .unwrap_or((1, 0));
-    let decoded = if crate::body::escapes_nul(&message.payload) {
-        Err(HandlerError::bad_request(crate::body::HOLDS_NUL))
-    } else {
-        serde_json::from_slice::<T>(&message.payload)
-            .map_err(|error| HandlerError::bad_request(format!("undecodable payload: {error}")))
-    };
-    match decoded {
+    match crate::nats::payload::<T>(&message.payload) {
         Ok(payload) => Some(Item {
             message,
             delivery: Delivery {

@@ -11,8 +11,8 @@ use futures::StreamExt;
 
 pub use rank::Rank;
 pub use request::{RequestError, Timing, request};
-pub(crate) use serve::caught;
 pub use serve::{Command, HandlerError, Handlers, Serving, answer_each, serve, serve_batched};
+pub(crate) use serve::{caught, payload};
 
 use crate::config::Common;
 

@@ -192,28 +192,30 @@ fn request_span(request: &service::Request) -> tracing::Span {
     span
 }
 
-/// The request's payload and command id. A string holding NUL is refused like any malformed
-/// payload (no handler could store it). Every handler needs the database: without it, the
+/// The request's payload and command id. Every handler needs the database: without it, the
 /// request is refused as unavailable at once.
 fn decode<Req: DeserializeOwned>(
     request: &service::Request,
     context: &Serving,
 ) -> Result<Command<Req>, HandlerError> {
-    match serde_json::from_slice::<Req>(&request.message.payload) {
-        Ok(_) if crate::body::escapes_nul(&request.message.payload) => {
-            Err(HandlerError::bad_request(crate::body::HOLDS_NUL))
-        }
-        Ok(_) if !context.database.is_up() => {
-            Err(HandlerError::unavailable("the database does not answer"))
-        }
-        Ok(payload) => Ok(Command {
-            payload,
-            id: command_id(&request.message),
-        }),
-        Err(error) => Err(HandlerError::bad_request(format!(
-            "undecodable payload: {error}"
-        ))),
+    let payload = payload(&request.message.payload)?;
+    if !context.database.is_up() {
+        return Err(HandlerError::unavailable("the database does not answer"));
     }
+    Ok(Command {
+        payload,
+        id: command_id(&request.message),
+    })
+}
+
+/// A NATS message's JSON payload, or why it is refused as malformed (400): it does not decode,
+/// or a string in it holds NUL, which no handler could store.
+pub(crate) fn payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HandlerError> {
+    if crate::body::escapes_nul(bytes) {
+        return Err(HandlerError::bad_request(crate::body::HOLDS_NUL));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|error| HandlerError::bad_request(format!("undecodable payload: {error}")))
 }
 
 /// Answers `request` with `outcome` (an error in the services API headers), in the current
