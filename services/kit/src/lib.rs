@@ -1,5 +1,5 @@
-//! What every service process shares: configuration, JSON bodies, connections, health, start-up
-//! and shutdown, metrics, tracing.
+//! What every service process shares: configuration, JSON bodies, connections, health, start-up,
+//! shutdown and panics, metrics, tracing.
 //!
 //! The services differ in their data and messages; this crate holds the parts that must
 //! behave the same in all of them, so that a fix here is a fix everywhere.
@@ -17,6 +17,7 @@ pub mod health;
 pub mod jetstream;
 pub mod metrics;
 pub mod nats;
+pub mod panics;
 pub mod pool;
 pub mod serve;
 pub mod starting;

@@ -16,6 +16,7 @@ use axum::{
     extract::Request,
     http::{HeaderValue, header},
     middleware::Next,
+    response::Response,
     serve::{Listener, ListenerExt},
 };
 use futures::StreamExt;
@@ -188,6 +189,21 @@ impl Listener for Closing {
     }
 }
 
+/// Middleware: a handler that panics is answered by `internal` (a 500 in the documented shape of
+/// the request's route, given its URI) instead of having its connection dropped (which Nginx
+/// answers 502); the panic is logged, and the connection and the process go on.
+pub async fn catch_panic(
+    axum::extract::State(internal): axum::extract::State<fn(&axum::http::Uri) -> Response>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let uri = request.uri().clone();
+    match crate::panics::caught(next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => internal(&uri),
+    }
+}
+
 /// The whole `main` of a service process: as `<name> healthcheck`, asks a running one whether
 /// it is ready; otherwise installs logging and tracing, binds `HTTP_ADDR`, and runs the service
 /// until SIGTERM, then sends the spans not yet exported.
@@ -210,6 +226,7 @@ where
     // Before the runtime, and dropped after it: the OTLP exporter runs a blocking HTTP client
     // on a thread of its own.
     let _telemetry = crate::telemetry::init(name);
+    crate::panics::end_process_when_uncaught();
     tokio::runtime::Runtime::new()?.block_on(async {
         let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
         run(config, listener, on_signal()).await

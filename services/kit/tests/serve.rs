@@ -130,6 +130,56 @@ async fn an_answer_to_a_request_whose_body_was_read_keeps_the_connection_for_the
     shutdown.cancel();
 }
 
+/// What the panic middleware of the test server below answers: a 500 naming the path.
+fn panicked(uri: &axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = format!("{{\"panicked\":\"{}\"}}", uri.path());
+    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_is_answered_500_and_its_connection_serves_the_next_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("a bug in a handler");
+                }
+                StatusCode::OK
+            }),
+        )
+        .route("/fine", get(|| async { StatusCode::OK }))
+        .layer(axum::middleware::from_fn_with_state(
+            panicked as fn(&_) -> _,
+            kit::serve::catch_panic,
+        ));
+    let shutdown = CancellationToken::new();
+    let config = kit::config::Common::from_env(0, "postgres://unused").expect("config");
+    let stop = shutdown.clone();
+    tokio::spawn(async move { kit::serve::http(listener, router, stop, &config).await });
+    let mut connection = TcpStream::connect(addr).await.expect("connect");
+
+    for path in ["/panic", "/fine", "/panic", "/fine"] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+        connection
+            .write_all(request.as_bytes())
+            .await
+            .expect("write");
+        let (status, closes, body) = answer(&mut connection).await;
+        if path == "/panic" {
+            assert!(status.contains(" 500 "), "{status}");
+            assert_eq!(body, r#"{"panicked":"/panic"}"#);
+        } else {
+            assert!(status.contains(" 200 "), "{status}");
+        }
+        assert!(!closes, "the connection is kept after {path}");
+    }
+    shutdown.cancel();
+}
+
 /// Sends `request` (a request line) on a new connection, without a body.
 async fn send(addr: &str, request: &str) -> TcpStream {
     let mut connection = TcpStream::connect(addr).await.expect("connect");

@@ -105,6 +105,17 @@ impl IntoResponse for Placing {
     }
 }
 
+/// The answer to a request whose handler panicked: a 500 in the shape of its route's errors
+/// (`{"status": ...}` for `/order`, an empty object for the rest).
+pub fn internal(uri: &axum::http::Uri) -> Response {
+    let body = if uri.path() == "/order" {
+        json!({"status": "Internal Server Error"})
+    } else {
+        json!({})
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
 impl From<Error> for HandlerError {
     fn from(error: Error) -> Self {
         match &error {
@@ -115,5 +126,31 @@ impl From<Error> for HandlerError {
             Error::Publish(_) => Self::unavailable(error.to_string()),
             _ => Self::internal(error.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_answered_500_in_the_shape_of_its_route() {
+        let placing = internal(&"/order".parse().expect("uri"));
+        assert_eq!(placing.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body(placing).await,
+            json!({"status": "Internal Server Error"})
+        );
+
+        let reading = internal(&"/order/0192".parse().expect("uri"));
+        assert_eq!(reading.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body(reading).await, json!({}));
     }
 }

@@ -43,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .fallback(|| async { Error::NotFound })
         .layer(axum::middleware::from_fn_with_state(
+            crate::error::internal as fn(&_) -> _,
+            kit::serve::catch_panic,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             kit::metrics::track,
         ))

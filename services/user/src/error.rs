@@ -55,6 +55,12 @@ impl IntoResponse for Error {
     }
 }
 
+/// The answer to a request whose handler panicked: a 500 with the contract's error body for
+/// `/user`, an empty object.
+pub fn internal(_uri: &axum::http::Uri) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({}))).into_response()
+}
+
 impl From<Error> for HandlerError {
     fn from(error: Error) -> Self {
         match &error {

@@ -56,21 +56,11 @@ impl HandlerError {
 
 /// The output of `future`, or, when it panics, an internal error saying so: a handler's bug
 /// fails what it was handling (answered 500, or a saga message retried and then dead-lettered)
-/// instead of ending the task that serves every later request. The panic is reported as well.
+/// instead of ending the task that serves every later request (see [`crate::panics`]).
 pub(crate) async fn caught<T>(future: impl Future<Output = T>) -> Result<T, HandlerError> {
-    use futures::FutureExt;
-    std::panic::AssertUnwindSafe(future)
-        .catch_unwind()
+    crate::panics::caught(future)
         .await
-        .map_err(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_owned());
-            tracing::error!(panic = %what, "handler panicked");
-            HandlerError::internal(format!("the handler panicked: {what}"))
-        })
+        .map_err(|what| HandlerError::internal(format!("the handler panicked: {what}")))
 }
 
 /// Handles every request arriving on `endpoint` with `handler`, up to `concurrency` at a time,
