@@ -136,7 +136,7 @@ pub async fn listen<F, Fut>(
     reset: F,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>>
 where
-    F: Fn() -> Fut + Send + 'static,
+    F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     if token.is_none() {
@@ -153,7 +153,8 @@ where
                 shutdown.cancel();
                 continue;
             }
-            match reset().await {
+            let outcome = crate::panics::caught(async { reset().await }).await;
+            match outcome.unwrap_or_else(|panic| Err(anyhow::anyhow!("panicked: {panic}"))) {
                 Ok(()) => {
                     tracing::warn!("all data deleted on operator command");
                     let done = serde_json::to_vec(&ResetDone {

@@ -191,7 +191,9 @@ impl Listener for Closing {
 
 /// Middleware: a handler that panics is answered by `internal` (a 500 in the documented shape of
 /// the request's route, given its URI) instead of having its connection dropped (which Nginx
-/// answers 502); the panic is logged, and the connection and the process go on.
+/// answers 502); the panic is logged, and the connection and the process go on. What runs
+/// outside it (the layers around it: metrics, the request's span; Hyper) is plumbing, where a
+/// panic ends the process (see [`crate::panics`]).
 pub async fn catch_panic(
     axum::extract::State(internal): axum::extract::State<fn(&axum::http::Uri) -> Response>,
     request: Request,
@@ -227,7 +229,7 @@ where
     // on a thread of its own.
     let _telemetry = crate::telemetry::init(name);
     crate::panics::end_process_when_uncaught();
-    tokio::runtime::Runtime::new()?.block_on(async {
+    crate::panics::runtime()?.block_on(async {
         let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
         run(config, listener, on_signal()).await
     })

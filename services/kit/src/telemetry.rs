@@ -28,8 +28,9 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-/// The tracing pipeline of a process; dropping it (last, outside the async runtime, also when
-/// unwinding from a panic) sends the spans not yet exported.
+/// The tracing pipeline of a process; dropping it (last, outside the async runtime) sends the
+/// spans not yet exported. A panic that ends the process ([`crate::panics`]) does not wait for
+/// them.
 pub struct Telemetry {
     provider: SdkTracerProvider,
 }

@@ -29,7 +29,10 @@ pub async fn run(state: AppState, deadlines: Deadlines, stop: CancellationToken)
             _ = every.tick() => {}
             () = stop.cancelled() => return,
         }
-        if let Err(error) = sweep(&state, &deadlines).await {
+        // A pass that panics (a bug) fails alone, as a handler would; the next tries again.
+        let swept = kit::panics::caught(sweep(&state, &deadlines)).await;
+        if let Err(error) = swept.unwrap_or_else(|panic| Err(anyhow::anyhow!("panicked: {panic}")))
+        {
             tracing::warn!(error = ?error, "sweep failed; trying again next time");
         }
     }
