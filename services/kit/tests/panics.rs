@@ -60,14 +60,17 @@ fn a_panic_in_a_handler_or_on_another_librarys_thread_leaves_the_process_running
     );
 }
 
+/// In a child process, the hook installed and a service's runtime; `None` elsewhere.
+fn as_child() -> Option<tokio::runtime::Runtime> {
+    std::env::var_os(CHILD)?;
+    kit::panics::end_process_when_uncaught();
+    Some(kit::panics::runtime().expect("runtime"))
+}
+
 #[test]
 #[ignore = "a child process of a_panic_in_a_background_task_ends_the_process_with_sigabrt"]
 fn background_task_panics() {
-    if std::env::var_os(CHILD).is_none() {
-        return;
-    }
-    kit::panics::end_process_when_uncaught();
-    let runtime = kit::panics::runtime().expect("runtime");
+    let Some(runtime) = as_child() else { return };
     runtime.block_on(async {
         tokio::spawn(async { panic!("the sweeper broke") });
         // The process is aborted long before this ends; if it is not, the child exits 0 and
@@ -81,11 +84,7 @@ fn background_task_panics() {
 fn handler_panics() {
     use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
     use tower::ServiceExt;
-    if std::env::var_os(CHILD).is_none() {
-        return;
-    }
-    kit::panics::end_process_when_uncaught();
-    let runtime = kit::panics::runtime().expect("runtime");
+    let Some(runtime) = as_child() else { return };
     runtime.block_on(async {
         let caught = tokio::spawn(kit::panics::caught(async { panic!("a bug in a handler") }))
             .await
