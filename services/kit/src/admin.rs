@@ -153,9 +153,9 @@ where
                 shutdown.cancel();
                 continue;
             }
-            let outcome = crate::panics::caught(async { reset().await }).await;
-            match outcome.unwrap_or_else(|panic| Err(anyhow::anyhow!("panicked: {panic}"))) {
-                Ok(()) => {
+            // A reset that panics is logged by `caught` and, like a failed one, not confirmed.
+            match crate::panics::caught(async { reset().await }).await {
+                Ok(Ok(())) => {
                     tracing::warn!("all data deleted on operator command");
                     let done = serde_json::to_vec(&ResetDone {
                         service: service.to_owned(),
@@ -167,7 +167,8 @@ where
                         tracing::warn!(%error, "could not confirm the reset");
                     }
                 }
-                Err(error) => tracing::error!(error = ?error, "reset failed"),
+                Ok(Err(error)) => tracing::error!(error = ?error, "reset failed"),
+                Err(_) => {}
             }
         }
     })))

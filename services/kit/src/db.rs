@@ -265,7 +265,8 @@ pub fn prune_continually(pool: Pool, statement: &'static str) -> tokio::task::Jo
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            // A panicking round fails alone, as a handler's would; the next tries again.
+            // A panicking round (`caught` logs it) fails alone, as a handler's would; the next
+            // tries again.
             if let Ok(Err(error)) = crate::panics::caught(prune(&pool, statement)).await {
                 tracing::warn!(%error, statement, "pruning");
             }

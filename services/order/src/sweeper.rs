@@ -29,10 +29,9 @@ pub async fn run(state: AppState, deadlines: Deadlines, stop: CancellationToken)
             _ = every.tick() => {}
             () = stop.cancelled() => return,
         }
-        // A pass that panics (a bug) fails alone, as a handler would; the next tries again.
-        let swept = kit::panics::caught(sweep(&state, &deadlines)).await;
-        if let Err(error) = swept.unwrap_or_else(|panic| Err(anyhow::anyhow!("panicked: {panic}")))
-        {
+        // A pass that panics (a bug; `caught` logs it) fails alone, as a handler would; the
+        // next tries again.
+        if let Ok(Err(error)) = kit::panics::caught(sweep(&state, &deadlines)).await {
             tracing::warn!(error = ?error, "sweep failed; trying again next time");
         }
     }
