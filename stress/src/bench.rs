@@ -187,7 +187,11 @@ fn render(rows: &[Row], runs: usize, global: &Global, versions: &str) -> String 
     );
     let _ = writeln!(
         md,
-        "time, so stalls show in the tail). Each run measures {} s after a {} s warm-up, on data reset",
+        "time, or from when it was sent if that was earlier, so stalls show in the tail). Each run"
+    );
+    let _ = writeln!(
+        md,
+        "measures {} s after a {} s warm-up, on data reset",
         global.duration.as_secs(),
         global.warmup.as_secs()
     );
