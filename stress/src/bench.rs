@@ -191,18 +191,15 @@ fn render(rows: &[Row], runs: usize, global: &Global, versions: &str) -> String 
     );
     let _ = writeln!(
         md,
-        "measures {} s after a {} s warm-up, on data reset",
+        "measures {} s after a {} s warm-up, on data reset and seeded before it. `direct` sends each",
         global.duration.as_secs(),
         global.warmup.as_secs()
     );
     let _ = writeln!(
         md,
-        "and seeded before it. `direct` sends each path straight to one replica of its service; the"
+        "path straight to one replica of its service; the ratio of the two is what Nginx costs. The"
     );
-    let _ = writeln!(
-        md,
-        "ratio of the two is what Nginx costs. The load generator runs on the same machine.\n"
-    );
+    let _ = writeln!(md, "load generator runs on the same machine.\n");
     let _ = writeln!(md, "## Machine\n\n{}", machine(versions));
     let _ = writeln!(md, "## Results\n");
     let _ = writeln!(
