@@ -219,7 +219,7 @@ async fn worker(
             break;
         };
         // Tokio's timer fires at the first millisecond tick after its deadline, even one already
-        // past (0.1-2 ms late, 1 ms at the median). So a closed loop does not sleep at all, and
+        // past (up to 3 ms late, 0.75 ms at the median). So a closed loop does not sleep, and
         // an open loop wakes a tick early and counts from when the request was sent or due,
         // whichever came first: never from later than it was due.
         if shape.rate.is_some() {
