@@ -15,11 +15,17 @@ const STREAM_PATIENCE: Duration = Duration::from_secs(60);
 /// Creates `def` as written in its file, unless it exists. An existing stream is left as it is:
 /// services may create their streams but not change them (nats/permissions.conf), so that a
 /// compromised one cannot widen its stream to capture subjects that are not its own. When the
-/// stream on the server has other subjects than the file, an operator applies the file.
+/// stream on the server has settings other than the file's (one created by an earlier version,
+/// say, with a longer duplicate window), this warns, naming them, and returns their names: an
+/// operator applies the file.
 ///
 /// On a NATS cluster the stream is created with `replicas` copies (`STREAM_REPLICAS`), each on
 /// another node; its consumers take as many. An existing stream keeps the copies it has.
-pub async fn ensure_stream(js: &Context, def: &StreamDef, replicas: usize) -> anyhow::Result<()> {
+pub async fn ensure_stream(
+    js: &Context,
+    def: &StreamDef,
+    replicas: usize,
+) -> anyhow::Result<Vec<&'static str>> {
     let mut config: jetstream::stream::Config = serde_json::from_str(def.json)
         .with_context(|| format!("stream definition {}", def.name))?;
     config.num_replicas = replicas.max(1);
@@ -37,14 +43,16 @@ pub async fn ensure_stream(js: &Context, def: &StreamDef, replicas: usize) -> an
                         def.name
                     );
                 }
-                if existing.subjects != config.subjects {
+                let drifted = drifted(existing, &config);
+                if !drifted.is_empty() {
                     tracing::warn!(
                         stream = def.name,
-                        "the stream's subjects differ from nats/streams/{0}.json; apply it with `nats stream edit {0} --config nats/streams/{0}.json`",
+                        settings = drifted.join(", "),
+                        "the stream's settings differ from nats/streams/{0}.json; apply it with `nats stream edit {0} --config nats/streams/{0}.json`",
                         def.name
                     );
                 }
-                return Ok(());
+                return Ok(drifted);
             }
             Err(error) if started.elapsed() < STREAM_PATIENCE => {
                 tracing::warn!(stream = def.name, %error, "cannot create stream yet, retrying");
@@ -53,6 +61,38 @@ pub async fn ensure_stream(js: &Context, def: &StreamDef, replicas: usize) -> an
             Err(error) => return Err(anyhow::anyhow!("creating stream {}: {error}", def.name)),
         }
     }
+}
+
+/// The settings `wanted` (a stream's file) gives that `existing` (the stream on the server) has
+/// otherwise, by their names in the file. Replicas are not among them: a stream keeps its own.
+fn drifted(
+    existing: &jetstream::stream::Config,
+    wanted: &jetstream::stream::Config,
+) -> Vec<&'static str> {
+    [
+        ("subjects", existing.subjects == wanted.subjects),
+        ("retention", existing.retention == wanted.retention),
+        ("storage", existing.storage == wanted.storage),
+        ("discard", existing.discard == wanted.discard),
+        ("max_msgs", existing.max_messages == wanted.max_messages),
+        (
+            "max_msgs_per_subject",
+            existing.max_messages_per_subject == wanted.max_messages_per_subject,
+        ),
+        ("max_bytes", existing.max_bytes == wanted.max_bytes),
+        ("max_age", existing.max_age == wanted.max_age),
+        (
+            "max_msg_size",
+            existing.max_message_size == wanted.max_message_size,
+        ),
+        (
+            "duplicate_window",
+            existing.duplicate_window == wanted.duplicate_window,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, same)| (!same).then_some(name))
+    .collect()
 }
 
 /// Creates (or updates) the durable consumer `def` and returns it. Its stream may belong to
@@ -136,5 +176,23 @@ mod tests {
             );
             assert_eq!(config.priority_groups, ["saga"]);
         }
+    }
+
+    #[test]
+    fn a_stream_differs_from_its_file_in_the_settings_named_and_in_no_other() {
+        let file: jetstream::stream::Config =
+            serde_json::from_str(shared::stream::ORDER_SAGA.json).unwrap();
+        let mut server = file.clone();
+        server.num_replicas = 3;
+        server.description = Some("edited by hand".into());
+        assert!(drifted(&server, &file).is_empty());
+
+        server.duplicate_window = Duration::from_secs(120);
+        server.max_age = Duration::from_secs(3600);
+        server.subjects.push("order.cmd.other".into());
+        assert_eq!(
+            drifted(&server, &file),
+            ["subjects", "max_age", "duplicate_window"]
+        );
     }
 }
