@@ -8,10 +8,18 @@ use async_nats::jetstream;
 use shared::stream::ORDER_SAGA;
 use testkit::NatsServer;
 
+/// A JetStream context on `nats`, with no stream yet.
 async fn jetstream_of(nats: &NatsServer) -> jetstream::Context {
     jetstream::new(async_nats::connect(nats.url()).await.expect("connect"))
 }
 
+/// `ORDER_SAGA` as the server has it.
+async fn on_server(js: &jetstream::Context) -> jetstream::stream::Config {
+    let stream = js.get_stream(ORDER_SAGA.name).await.expect("the stream");
+    stream.cached_info().config.clone()
+}
+
+/// `ORDER_SAGA` as its file, `nats/streams/ORDER_SAGA.json`, defines it.
 fn file_config() -> jetstream::stream::Config {
     serde_json::from_str(ORDER_SAGA.json).expect("ORDER_SAGA.json")
 }
@@ -26,13 +34,7 @@ async fn a_missing_stream_is_created_as_its_file_says_and_nothing_differs() {
         .expect("stream");
 
     assert!(drifted.is_empty(), "{drifted:?}");
-    let config = js
-        .get_stream(ORDER_SAGA.name)
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
+    let config = on_server(&js).await;
     assert_eq!(config.duplicate_window, file_config().duplicate_window);
     assert_eq!(config.subjects, file_config().subjects);
 }
@@ -52,13 +54,7 @@ async fn a_stream_an_earlier_version_created_is_left_as_it_is_and_its_difference
         .expect("stream");
 
     assert_eq!(drifted, ["duplicate_window"]);
-    let config = js
-        .get_stream(ORDER_SAGA.name)
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
+    let config = on_server(&js).await;
     assert_eq!(config.duplicate_window, Duration::from_secs(120));
 
     // Once an operator has applied the file, nothing differs any more.
