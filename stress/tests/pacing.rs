@@ -29,13 +29,9 @@ async fn server(delay: Duration) -> Targets {
 
 fn shape(connections: usize, rate: Option<f64>, duration: Duration) -> Shape {
     Shape {
-        connections,
         rate,
         duration: Some(duration),
-        requests: None,
-        warmup: Duration::ZERO,
-        timeout: Duration::from_secs(5),
-        keep_responses: false,
+        ..Shape::finite(connections, Duration::from_secs(5))
     }
 }
 
@@ -57,8 +53,8 @@ async fn a_closed_loop_sends_its_next_request_as_soon_as_the_last_is_answered() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_loop_never_times_a_request_from_before_it_was_sent() {
-    // Every answer takes at least 3 ms, so no latency may be shorter: an open loop that sent a request before its due time and timed it from that due
-    // time would record less.
+    // Every answer takes at least 3 ms, so no latency may be shorter: an open loop that sent a
+    // request before its due time and timed it from that due time would record less.
     let answer = Duration::from_millis(3);
     let targets = server(answer).await;
     let source: Source = Arc::new(|_| Some(Request::get("/x")));
